@@ -1,0 +1,489 @@
+"""Soda v4 data-contract gate: verify contracts and fail closed.
+
+Soda itself reports a contract as fine when checks could not be evaluated, or a
+query errored: ``soda contract verify`` exits 0 and ``is_ok`` is True for a
+schema check that ended NOT_EVALUATED. Here a contract passes only when it has
+at least one check and every check PASSED (WARN is tolerated), with no errors.
+
+The logic is plain Python (``verify_contract`` / ``verify_contracts``); the only
+Prefect code is the ``run_contracts`` task at the bottom.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+from ruamel.yaml import YAML, YAMLError
+
+# Soda reads this once, when soda_core's API module is first imported, and would
+# otherwise send anonymous usage traces to collect.soda.io (and install a global
+# OpenTelemetry exporter). Soda is only imported lazily below, after this line.
+os.environ["SODA_CORE_TELEMETRY_ENABLED"] = "false"
+
+REPO_ROOT: Path = Path(__file__).resolve().parent.parent
+CHECKS_DIR: Path = REPO_ROOT / "checks"
+LAYERS: tuple[str, ...] = ("raw", "marts")
+
+logger = logging.getLogger(__name__)
+
+# Soda's own substitution syntax, e.g. ${env.ELT_DUCKDB_PATH} or ${var.MARTS_SCHEMA}.
+_ENV_REF = re.compile(r"\$\{ *env\.([a-zA-Z_][a-zA-Z_0-9]*) *\}")
+_YAML_ERRORS: tuple[type[Exception], ...] = (YAMLError, OSError, UnicodeDecodeError)
+# Env vars whose values must never reach a log line or an error message.
+_SECRET_NAME = re.compile(
+    r"PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE
+)
+
+
+class Outcome(str, Enum):
+    """Outcome of one check; ERROR means not evaluated because the run errored."""
+
+    PASSED = "PASSED"
+    WARN = "WARN"
+    FAILED = "FAILED"
+    NOT_EVALUATED = "NOT_EVALUATED"
+    ERROR = "ERROR"
+    EXCLUDED = "EXCLUDED"
+
+
+# Anything else (FAILED, NOT_EVALUATED, ERROR, EXCLUDED) fails the contract: fail closed.
+_OK_OUTCOMES: frozenset[Outcome] = frozenset({Outcome.PASSED, Outcome.WARN})
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One check of a contract, reduced to what a failure report needs."""
+
+    name: str
+    type: str
+    column: str | None
+    outcome: Outcome
+    metric: str | None = None
+    value: Any = None
+    details: str | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in _OK_OUTCOMES
+
+    @property
+    def label(self) -> str:
+        """Short stable label such as ``missing id`` (Soda's default names are not unique)."""
+        return f"{self.type} {self.column}" if self.column else self.type
+
+    def describe(self) -> str:
+        """e.g. ``check 'missing id' failed (missing_count=3)``."""
+        verb = {
+            Outcome.FAILED: "failed",
+            Outcome.NOT_EVALUATED: "was not evaluated",
+            Outcome.ERROR: "errored",
+            Outcome.EXCLUDED: "was excluded",
+        }.get(self.outcome, self.outcome.value.lower())
+        facts = []
+        if self.metric is not None and self.value is not None:
+            facts.append(f"{self.metric}={self.value}")
+        if self.details:
+            facts.append(self.details)
+        suffix = f" ({'; '.join(facts)})" if facts else ""
+        return f"check '{self.label}' {verb}{suffix}"
+
+
+@dataclass
+class ContractResult:
+    """Verdict for one contract file; ``passed`` already applies the fail-closed rules."""
+
+    contract: Path
+    dataset: str
+    passed: bool
+    checks: list[CheckRecord] = field(default_factory=list)
+    error: str | None = None
+    qualified_name: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def failed_checks(self) -> list[CheckRecord]:
+        return [check for check in self.checks if not check.ok]
+
+    def summary(self) -> str:
+        """One line for logs, passing or not."""
+        if not self.passed:
+            return self.failure_message()
+        return (
+            f"contract {_display(self.contract)} passed: table {self.dataset}, "
+            f"{len(self.checks)} checks in {self.duration_s:.2f}s"
+        )
+
+    def failure_message(self) -> str:
+        """Name the table and every failing check with its value (empty when passed)."""
+        if self.passed:
+            return ""
+        parts = [check.describe() for check in self.failed_checks]
+        if not self.checks and not self.error:
+            parts.append("no checks were run")
+        if self.error:
+            parts.append(f"error: {self.error}")
+        return (
+            f"contract {_display(self.contract)} failed: table {self.dataset}, "
+            + "; ".join(parts)
+        )
+
+
+class ContractsFailed(Exception):
+    """Raised by ``run_contracts`` after all contracts of a layer ran and any failed."""
+
+    def __init__(
+        self, message: str, results: list[ContractResult] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.results: list[ContractResult] = results or []
+
+
+def verify_contract(
+    contract: Path, datasource: Path, variables: dict[str, str] | None = None
+) -> ContractResult:
+    """Verify one contract with Soda's Python API; never raises for a bad contract or warehouse."""
+    contract = Path(contract)
+    datasource = Path(datasource)
+    started = time.perf_counter()
+    dataset = contract.stem
+
+    def failed(error: str) -> ContractResult:
+        return ContractResult(
+            contract=contract,
+            dataset=dataset,
+            passed=False,
+            error=error,
+            duration_s=time.perf_counter() - started,
+        )
+
+    if not contract.is_file():
+        return failed(f"contract file {contract} not found")
+    if not datasource.is_file():
+        return failed(f"data source file {datasource} not found")
+
+    try:
+        env_names = _env_references(_load_yaml(datasource))
+    except _YAML_ERRORS as exc:
+        return failed(f"data source {datasource} is not valid YAML: {exc}")
+    missing_env = sorted(name for name in env_names if name not in os.environ)
+    if missing_env:
+        # Soda would keep the literal '${env.X}' text, and DuckDB would happily create a file of that name.
+        return failed(
+            f"data source {datasource} needs environment variable(s) {', '.join(missing_env)}, not set"
+        )
+    secrets = [
+        os.environ[name]
+        for name in env_names
+        if _SECRET_NAME.search(name) and os.environ[name]
+    ]
+
+    try:
+        contract_doc = _load_yaml(contract)
+    except _YAML_ERRORS as exc:
+        return failed(f"contract is not valid YAML: {exc}")
+    if isinstance(contract_doc, dict) and isinstance(contract_doc.get("dataset"), str):
+        dataset = contract_doc["dataset"].rsplit("/", 1)[-1]
+    schema_errors = _contract_schema_errors(contract_doc)
+    if schema_errors:
+        # Soda ignores unknown keys (a typo'd 'threshhold' or 'allow_extra_column' is silently dropped),
+        # so validate against the JSON schema Soda ships but does not enforce.
+        return failed(
+            "contract does not match Soda's contract schema: "
+            + "; ".join(schema_errors)
+        )
+
+    try:
+        with _soda_logging(secrets):
+            from soda_core.contracts.api.verify_api import verify_contract_locally
+
+            session = verify_contract_locally(
+                data_source_file_path=str(datasource),
+                contract_file_path=str(contract),
+                variables=dict(variables or {}),
+            )
+    except Exception as exc:  # noqa: BLE001 - whatever Soda raises must fail the gate, not crash the batch
+        return failed(_mask(f"{type(exc).__name__}: {exc}", secrets))
+
+    return _to_contract_result(
+        contract, dataset, session, secrets, time.perf_counter() - started
+    )
+
+
+def verify_contracts(
+    paths: list[Path], datasource: Path, variables: dict[str, str] | None = None
+) -> list[ContractResult]:
+    """Verify every contract, in order, without stopping at the first failure."""
+    return [verify_contract(path, datasource, variables) for path in paths]
+
+
+def contract_paths(
+    layer: str, checks_dir: Path = CHECKS_DIR, sources: Sequence[str] | None = None
+) -> list[Path]:
+    """All contracts of a layer, ``checks/<layer>/**/*.yml``, sorted for stable reports.
+
+    ``sources`` narrows the raw layer to ``checks/raw/<source>/`` for runs that
+    load only some sources.
+    """
+    if layer not in LAYERS:
+        raise ValueError(
+            f"unknown contract layer {layer!r}; expected one of {', '.join(LAYERS)}"
+        )
+    folders = [Path(checks_dir) / layer]
+    if sources is not None and layer == "raw":
+        folders = [folder / source for folder in folders for source in sources]
+    return sorted(p for folder in folders for p in folder.glob("**/*.yml") if p.is_file())
+
+
+# NO_CACHE: the same inputs must re-verify the data, which may have changed since the last call.
+@task(name="run-contracts", cache_policy=NO_CACHE)
+def run_contracts(
+    layer: str,
+    datasource: Path,
+    variables: dict[str, str] | None = None,
+    checks_dir: Path = CHECKS_DIR,
+    sources: Sequence[str] | None = None,
+) -> list[ContractResult]:
+    """Gate a layer: verify all of its contracts, log each, raise ContractsFailed if any failed."""
+    log = _task_logger()
+    paths = contract_paths(layer, checks_dir, sources)
+    if not paths:
+        # An empty gate would pass everything; a missing checks dir is a deployment bug.
+        raise ContractsFailed(
+            f"no contracts found for layer {layer!r} under {Path(checks_dir) / layer}"
+        )
+
+    results = verify_contracts(paths, datasource, variables)
+    for result in results:
+        (log.info if result.passed else log.error)(result.summary())
+
+    failures = [result for result in results if not result.passed]
+    if failures:
+        message = (
+            f"{len(failures)} of {len(results)} {layer} contracts failed:\n"
+            + "\n".join(result.failure_message() for result in failures)
+        )
+        raise ContractsFailed(message, results)
+    log.info("all %d %s contracts passed", len(results), layer)
+    return results
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _to_contract_result(
+    contract: Path, dataset: str, session: Any, secrets: list[str], duration_s: float
+) -> ContractResult:
+    """Turn Soda's session result into our fail-closed ContractResult."""
+    errors = [_mask(message, secrets) for message in session.get_errors()]
+    results = session.contract_verification_results
+    if len(results) != 1:
+        error = (
+            "; ".join(errors)
+            or f"Soda returned {len(results)} results for one contract"
+        )
+        return ContractResult(
+            contract=contract,
+            dataset=dataset,
+            passed=False,
+            error=error,
+            duration_s=duration_s,
+        )
+
+    soda_result = results[0]
+    run_errored = bool(errors) or soda_result.has_errors
+    checks = [
+        _to_check_record(check_result, run_errored)
+        for check_result in soda_result.check_results
+    ]
+    collection = soda_result.check_collection
+    error = (
+        "; ".join(errors)
+        if errors
+        else ("Soda reported an error" if soda_result.has_errors else None)
+    )
+    passed = bool(checks) and all(check.ok for check in checks) and error is None
+    return ContractResult(
+        contract=contract,
+        dataset=collection.dataset_name or dataset,
+        passed=passed,
+        checks=checks,
+        error=error,
+        qualified_name=collection.soda_qualified_dataset_name,
+        duration_s=duration_s,
+    )
+
+
+def _to_check_record(check_result: Any, run_errored: bool) -> CheckRecord:
+    """Map one Soda CheckResult; a check skipped because of an error becomes ERROR."""
+    check = check_result.check
+    outcome = Outcome(check_result.outcome.name)
+    if outcome is Outcome.NOT_EVALUATED and run_errored:
+        outcome = Outcome.ERROR
+    diagnostics = dict(check_result.diagnostic_metric_values or {})
+    value = check_result.threshold_value
+    # Name the measured value after the diagnostic that carries it: missing_count, or missing_percent
+    # when the threshold uses `metric: percent`.
+    candidates = (f"{check.type}_count", f"{check.type}_percent", "schema_events_count")
+    metric = next(
+        (key for key in candidates if key in diagnostics and diagnostics[key] == value),
+        check.type,
+    )
+    return CheckRecord(
+        name=check.name or check.type,
+        type=check.type,
+        column=check.column_name,
+        outcome=outcome,
+        metric=metric if value is not None else None,
+        value=value,
+        details=_schema_details(check_result) if check.type == "schema" else None,
+        diagnostics=diagnostics,
+    )
+
+
+def _schema_details(check_result: Any) -> str | None:
+    """Say which columns are missing, unexpected or mistyped, not just how many."""
+    facts = []
+    missing = getattr(check_result, "expected_column_names_not_actual", None)
+    if missing:
+        facts.append(f"missing columns: {', '.join(missing)}")
+    extra = getattr(check_result, "actual_column_names_not_expected", None)
+    if extra:
+        facts.append(f"unexpected columns: {', '.join(extra)}")
+    mismatches = getattr(check_result, "column_data_type_mismatches", None)
+    if mismatches:
+        facts.append(
+            "type mismatches: "
+            + ", ".join(
+                f"{m.column} expected {m.get_expected()} got {m.get_actual()}"
+                for m in mismatches
+            )
+        )
+    if getattr(check_result, "are_columns_out_of_order", False):
+        facts.append("columns out of order")
+    if check_result.outcome.name == "NOT_EVALUATED" and not getattr(
+        check_result, "actual_columns", None
+    ):
+        facts.append(
+            "no columns found for the dataset; check the qualifier is <datasource>/<schema>/<table>"
+        )
+    return "; ".join(facts) or None
+
+
+def _env_references(node: Any) -> set[str]:
+    """Names of ``${env.X}`` references in string values (Soda ignores them in comments and keys)."""
+    if isinstance(node, dict):
+        return set().union(*(_env_references(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_env_references(value) for value in node))
+    if isinstance(node, str):
+        return set(_ENV_REF.findall(node))
+    return set()
+
+
+def _load_yaml(path: Path) -> Any:
+    """Parse YAML the way Soda does (ruamel is a soda-core dependency)."""
+    return YAML(typ="safe", pure=True).load(path.read_text())
+
+
+@functools.cache
+def _contract_validator() -> Any:
+    """soda-core ships this JSON schema but (in 4.28) never validates against it."""
+    import jsonschema
+    import soda_core.contracts
+
+    schema_file = (
+        Path(soda_core.contracts.__file__).parent
+        / "soda_data_contract_json_schema_1_0_0.json"
+    )
+    schema = json.loads(schema_file.read_text())
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def _contract_schema_errors(contract_doc: Any) -> list[str]:
+    """Validate against soda_core's bundled contract JSON schema (unknown keys, wrong shapes)."""
+    import jsonschema
+
+    messages = []
+    for error in _contract_validator().iter_errors(contract_doc):
+        best = jsonschema.exceptions.best_match([error])
+        location = best.json_path if best.path else error.json_path
+        messages.append(f"{location}: {best.message}")
+    return sorted(set(messages))
+
+
+class _MaskSecrets(logging.Filter):
+    """Replace secret values in Soda's log records before any handler sees them."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = _mask(message, self.secrets)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and self.secrets:
+            record.exc_text = _mask(
+                logging.Formatter().formatException(record.exc_info), self.secrets
+            )
+        return True
+
+
+@contextmanager
+def _soda_logging(secrets: list[str]) -> Iterator[None]:
+    """Keep Soda's INFO chatter (result tables, 'Found N columns') out of our logs and mask secrets.
+
+    The 'soda' logger must keep propagating: Soda detects errors through a handler on the root logger,
+    so raising its level above ERROR or disabling propagation would hide errors from Soda itself.
+    """
+    soda_logger = logging.getLogger("soda")
+    previous_level = soda_logger.level
+    # Respect an explicit level someone set for debugging.
+    if previous_level == logging.NOTSET:
+        soda_logger.setLevel(logging.WARNING)
+    mask = _MaskSecrets(secrets)
+    soda_logger.addFilter(mask)
+    try:
+        yield
+    finally:
+        soda_logger.removeFilter(mask)
+        soda_logger.setLevel(previous_level)
+
+
+def _mask(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _display(path: Path) -> str:
+    """Repo-relative path for messages, e.g. checks/marts/fct_orders.yml."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _task_logger() -> logging.Logger | logging.LoggerAdapter:
+    """Prefect's run logger inside a run, the module logger when called via ``run_contracts.fn``."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger

@@ -1,0 +1,160 @@
+"""Deterministic demo data: a shop's customers, products, orders and items, and the
+Stripe customers, charges and refunds that pay for those orders.
+
+Why one generator: the shop database and the Stripe stand-in must agree (each paid
+order has a charge whose ``metadata.order_id`` names it), and a second demo run
+must see exactly the same data so that it loads nothing new. Every timestamp is
+derived from a fixed epoch and a seeded RNG, never from the clock.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+SEED = 20250101
+
+FIRST_NAMES = ["ada", "alan", "grace", "linus", "margaret", "edsger", "barbara", "donald", "frances", "ken"]
+LAST_NAMES = ["lovelace", "turing", "hopper", "torvalds", "hamilton", "dijkstra", "liskov", "knuth", "allen", "thompson"]
+COUNTRIES = ["US", "GB", "DE", "FR", "NL", "SE", "ES", "IT", "CA", "BR"]
+CATEGORIES = ["books", "games", "garden", "kitchen", "music", "outdoor", "toys"]
+ORDER_STATUSES = ["placed", "paid", "shipped", "delivered", "cancelled"]
+ORDER_STATUS_WEIGHTS = [4, 10, 16, 65, 5]
+ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass
+class ShopData:
+    """Rows for the shop database (tuples in table column order) and Stripe objects."""
+
+    customers: list[tuple] = field(default_factory=list)
+    products: list[tuple] = field(default_factory=list)
+    orders: list[tuple] = field(default_factory=list)
+    order_items: list[tuple] = field(default_factory=list)
+    stripe_customers: list[dict] = field(default_factory=list)
+    stripe_charges: list[dict] = field(default_factory=list)
+    stripe_refunds: list[dict] = field(default_factory=list)
+
+
+def stripe_id(prefix: str, rng: random.Random) -> str:
+    """An id shaped like Stripe's (``ch_`` + 24 base62 characters)."""
+    return prefix + "_" + "".join(rng.choices(ID_ALPHABET, k=24))
+
+
+def unix(ts: datetime) -> int:
+    return int(ts.timestamp())
+
+
+def generate(n_orders: int = 100_000, seed: int = SEED) -> ShopData:
+    """Build the demo data set; the same arguments always give the same data."""
+    rng = random.Random(seed)
+    data = ShopData()
+    n_customers = max(n_orders // 5, 1)
+    n_products = 200
+
+    stripe_customer_ids: list[str] = []
+    for customer_id in range(1, n_customers + 1):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        created = EPOCH + timedelta(seconds=customer_id * 60 + rng.randrange(60))
+        email = f"{first}.{last}.{customer_id}@example.com"
+        data.customers.append(
+            (customer_id, email, first.title(), last.title(), rng.choice(COUNTRIES), created, created)
+        )
+        cus_id = stripe_id("cus", rng)
+        stripe_customer_ids.append(cus_id)
+        data.stripe_customers.append(
+            {
+                "id": cus_id,
+                "object": "customer",
+                "created": unix(created) + 5,
+                "email": email,
+                "name": f"{first.title()} {last.title()}",
+                "livemode": False,
+                "metadata": {"shop_customer_id": str(customer_id)},
+            }
+        )
+
+    prices: list[Decimal] = []
+    for product_id in range(1, n_products + 1):
+        price = Decimal(rng.randrange(199, 19999)) / 100
+        prices.append(price)
+        created = EPOCH - timedelta(days=30) + timedelta(minutes=product_id)
+        category = rng.choice(CATEGORIES)
+        data.products.append(
+            (product_id, f"SKU-{product_id:05d}", f"{category.title()} item {product_id}", category, price, created, created)
+        )
+
+    item_id = 0
+    for order_id in range(1, n_orders + 1):
+        customer_id = rng.randrange(1, n_customers + 1)
+        # Orders arrive in time order, after their customer signed up.
+        ordered_at = max(
+            EPOCH + timedelta(seconds=order_id * 30 + rng.randrange(30)),
+            data.customers[customer_id - 1][5] + timedelta(minutes=1),
+        )
+        status = rng.choices(ORDER_STATUSES, ORDER_STATUS_WEIGHTS)[0]
+        updated_at = ordered_at + timedelta(hours=ORDER_STATUSES.index(status) * 12, seconds=rng.randrange(3600))
+        data.orders.append((order_id, customer_id, status, "usd", ordered_at, updated_at))
+
+        total_cents = 0
+        for _ in range(rng.randint(1, 4)):
+            item_id += 1
+            product_id = rng.randrange(1, n_products + 1)
+            quantity = rng.randint(1, 3)
+            unit_price = prices[product_id - 1]
+            total_cents += int(unit_price * 100) * quantity
+            data.order_items.append((item_id, order_id, product_id, quantity, unit_price, ordered_at))
+
+        if status == "placed":
+            continue  # awaiting payment: no charge yet
+        charged_at = unix(ordered_at) + 30
+        cus_id = stripe_customer_ids[customer_id - 1]
+        if rng.random() < 0.03:  # a declined card before the successful attempt
+            data.stripe_charges.append(charge_object(rng, order_id, cus_id, total_cents, charged_at - 10, "failed"))
+        charge = charge_object(rng, order_id, cus_id, total_cents, charged_at, "succeeded")
+        data.stripe_charges.append(charge)
+        refund_cents = 0
+        if status == "cancelled":
+            refund_cents = total_cents
+        elif status == "delivered" and rng.random() < 0.02:
+            refund_cents = max(total_cents // 4, 1)
+        if refund_cents:
+            charge["amount_refunded"] = refund_cents
+            charge["refunded"] = refund_cents == total_cents
+            data.stripe_refunds.append(
+                {
+                    "id": stripe_id("re", rng),
+                    "object": "refund",
+                    "amount": refund_cents,
+                    "charge": charge["id"],
+                    "currency": "usd",
+                    "created": charged_at + 86_400,
+                    "status": "succeeded",
+                    "reason": "requested_by_customer",
+                }
+            )
+    return data
+
+
+def charge_object(
+    rng: random.Random, order_id: int, customer: str | None, amount: int, created: int, status: str
+) -> dict:
+    """A Stripe charge paying for one shop order (``metadata.order_id`` links them)."""
+    return {
+        "id": stripe_id("ch", rng),
+        "object": "charge",
+        "amount": amount,
+        "amount_refunded": 0,
+        "currency": "usd",
+        "customer": customer,
+        "created": created,
+        "status": status,
+        "paid": status == "succeeded",
+        "refunded": False,
+        "livemode": False,
+        "metadata": {"order_id": str(order_id)},
+        "description": f"Order #{order_id}",
+    }

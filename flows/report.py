@@ -1,0 +1,114 @@
+"""The run report: what one ELT run loaded, built and checked, and how long each stage took.
+
+Rendered twice from the same data: a Prefect markdown artifact (kept with the
+flow run) and a rich table on the terminal. Holds no secrets: only table names,
+counts, durations and check outcomes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from flows.checks import ContractResult
+from flows.ingest import IngestResult
+from flows.transform import DbtBuildSummary
+
+
+@dataclass
+class StageTiming:
+    name: str
+    seconds: float
+    status: str
+
+
+@dataclass
+class RunSummary:
+    warehouse: str
+    stages: list[StageTiming] = field(default_factory=list)
+    ingests: list[IngestResult] = field(default_factory=list)
+    contracts: list[ContractResult] = field(default_factory=list)
+    dbt: DbtBuildSummary | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(result.total_rows for result in self.ingests)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage and record whether it passed; the error itself propagates."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException as exc:
+            self.stages.append(StageTiming(name, time.perf_counter() - started, "failed"))
+            self.error = self.error or f"{name}: {_first_line(exc)}"
+            raise
+        self.stages.append(StageTiming(name, time.perf_counter() - started, "ok"))
+
+    def table_rows(self) -> list[tuple[str, int]]:
+        """Rows loaded per ``dataset.table``; tables with no new rows show 0."""
+        rows = []
+        for result in self.ingests:
+            rows.extend((f"{result.dataset}.{table}", count) for table, count in sorted(result.rows.items()))
+            if not result.rows:
+                rows.append((f"{result.dataset}.*", 0))
+        return rows
+
+    def to_markdown(self) -> str:
+        status = "succeeded" if self.ok else f"failed — {self.error}"
+        lines = [f"# ELT run on {self.warehouse}: {status}", "", "## Rows loaded", "", "| table | rows |", "|---|---:|"]
+        lines += [f"| {table} | {rows:,} |" for table, rows in self.table_rows()]
+        changes = [f"{r.dataset}.{change}" for r in self.ingests for change in r.schema_changes]
+        if changes:
+            lines += ["", "## Schema changes", "", *[f"- new column `{change}`" for change in changes]]
+        lines += ["", "## Stages", "", "| stage | seconds | status |", "|---|---:|---|"]
+        lines += [f"| {s.name} | {s.seconds:.1f} | {s.status} |" for s in self.stages]
+        if self.dbt:
+            lines += ["", "## dbt", "", self.dbt.describe()]
+        lines += ["", "## Contracts", "", "| table | result | checks |", "|---|---|---:|"]
+        lines += [
+            f"| {c.dataset} | {'passed' if c.passed else 'FAILED: ' + c.failure_message()} | {len(c.checks)} |"
+            for c in self.contracts
+        ]
+        return "\n".join(lines) + "\n"
+
+    def print(self, console: Console | None = None) -> None:
+        console = console or Console()
+        rows = Table(title="Rows loaded", title_justify="left")
+        rows.add_column("table")
+        rows.add_column("rows", justify="right")
+        for table, count in self.table_rows():
+            rows.add_row(table, f"{count:,}")
+        stages = Table(title="Stages", title_justify="left")
+        stages.add_column("stage")
+        stages.add_column("seconds", justify="right")
+        stages.add_column("status")
+        for stage in self.stages:
+            stages.add_row(stage.name, f"{stage.seconds:.1f}", stage.status)
+        contracts = Table(title="Contracts", title_justify="left")
+        contracts.add_column("table")
+        contracts.add_column("checks", justify="right")
+        contracts.add_column("result")
+        for contract in self.contracts:
+            verdict = "[green]passed[/]" if contract.passed else f"[red]{contract.failure_message()}[/]"
+            contracts.add_row(contract.dataset, str(len(contract.checks)), verdict)
+        console.print(rows, stages, contracts)
+        if self.dbt:
+            console.print(self.dbt.describe())
+        console.print("[green]ELT run succeeded[/]" if self.ok else f"[red]ELT run failed: {self.error}[/]")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,271 @@
+"""Run the dbt project in ``transform/`` from Prefect and summarise what it did.
+
+prefect-dbt's ``PrefectDbtRunner`` does the Prefect integration (one task per dbt
+node when called inside a flow, dbt logs forwarded to Prefect). This module keeps
+that part thin; turning dbt's ``run_results.json`` into a :class:`DbtBuildSummary`
+is plain Python so it can be tested without Prefect or a warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from prefect import flow, get_run_logger
+
+REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR: Final[Path] = REPO_ROOT / "transform"
+DEFAULT_TARGET: Final[str] = "duckdb"
+TARGET_ENV_VAR: Final[str] = "ELT_DBT_TARGET"
+
+# dbt writes these strings into run_results.json (RunStatus / TestStatus / NodeStatus).
+FAILED_STATUSES: Final[frozenset[str]] = frozenset({"error", "fail", "runtime error"})
+SKIPPED_STATUSES: Final[frozenset[str]] = frozenset({"skipped", "no-op"})
+WARNED_STATUSES: Final[frozenset[str]] = frozenset({"warn"})
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """Outcome of one dbt node, as reported in run_results.json."""
+
+    unique_id: str
+    status: str
+    execution_time: float
+    message: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+
+    @property
+    def resource_type(self) -> str:
+        """dbt resource type (model, test, unit_test, seed, ...) from the unique_id prefix."""
+        return self.unique_id.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        """Short node name: the last segment of the unique_id."""
+        return self.unique_id.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class DbtBuildSummary:
+    """What a dbt invocation built, skipped and failed, with timings.
+
+    Small and serialisable so a flow can return it and later steps (Soda checks,
+    notifications) can decide what to do without re-reading dbt artifacts.
+    """
+
+    nodes: tuple[NodeResult, ...] = ()
+    elapsed_seconds: float = 0.0
+    invocation_id: str | None = None
+    command: str | None = None
+
+    @property
+    def built(self) -> tuple[str, ...]:
+        """Nodes that ran and passed (warnings included)."""
+        excluded = FAILED_STATUSES | SKIPPED_STATUSES
+        return tuple(n.unique_id for n in self.nodes if n.status not in excluded)
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Nodes dbt skipped, usually because an upstream node failed."""
+        return tuple(n.unique_id for n in self.nodes if n.status in SKIPPED_STATUSES)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Nodes that errored or whose tests failed."""
+        return tuple(n.unique_id for n in self.nodes if n.status in FAILED_STATUSES)
+
+    @property
+    def warned(self) -> tuple[str, ...]:
+        """Tests that returned rows but are configured with severity warn."""
+        return tuple(n.unique_id for n in self.nodes if n.status in WARNED_STATUSES)
+
+    @property
+    def success(self) -> bool:
+        """True when no node failed."""
+        return not self.failed
+
+    def slowest(self, count: int = 5) -> tuple[NodeResult, ...]:
+        """The ``count`` nodes with the longest execution time, slowest first."""
+        ordered = sorted(self.nodes, key=lambda n: n.execution_time, reverse=True)
+        return tuple(ordered[:count])
+
+    def describe(self) -> str:
+        """One-line human summary for logs."""
+        return (
+            f"dbt: {len(self.built)} built, {len(self.skipped)} skipped, "
+            f"{len(self.failed)} failed, {len(self.warned)} warned "
+            f"in {self.elapsed_seconds:.1f}s"
+        )
+
+    def failure_message(self) -> str:
+        """Multi-line description of failed nodes, naming each one."""
+        by_id = {n.unique_id: n for n in self.nodes}
+        lines = [f"dbt build failed: {len(self.failed)} node(s) failed"]
+        for unique_id in self.failed:
+            node = by_id[unique_id]
+            message = (node.message or "").strip().replace("\n", " ")
+            lines.append(f"  - {unique_id} [{node.status}] {message}".rstrip())
+        if self.skipped:
+            lines.append(f"  ({len(self.skipped)} downstream node(s) skipped)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON-friendly) including the derived lists."""
+        data = asdict(self)
+        data.update(
+            built=list(self.built),
+            skipped=list(self.skipped),
+            failed=list(self.failed),
+            warned=list(self.warned),
+            success=self.success,
+        )
+        return data
+
+
+class DbtBuildError(RuntimeError):
+    """dbt finished but some nodes failed; carries the summary for callers."""
+
+    def __init__(self, summary: DbtBuildSummary) -> None:
+        super().__init__(summary.failure_message())
+        self.summary = summary
+
+
+class DbtInvocationError(RuntimeError):
+    """dbt could not run at all (parse/compile/connection error), so no summary exists."""
+
+
+def _execute_timing(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Start/end of the node's execute phase, falling back to its compile phase."""
+    timings = {t.get("name"): t for t in raw.get("timing") or []}
+    phase = timings.get("execute") or timings.get("compile") or {}
+    return phase.get("started_at"), phase.get("completed_at")
+
+
+def summarize_run_results(run_results: Mapping[str, Any]) -> DbtBuildSummary:
+    """Build a summary from the parsed contents of dbt's run_results.json."""
+    nodes: list[NodeResult] = []
+    for raw in run_results.get("results") or []:
+        started_at, completed_at = _execute_timing(raw)
+        nodes.append(
+            NodeResult(
+                unique_id=str(raw["unique_id"]),
+                status=str(raw.get("status") or "").lower(),
+                execution_time=float(raw.get("execution_time") or 0.0),
+                message=raw.get("message"),
+                started_at=started_at,
+                completed_at=completed_at,
+            )
+        )
+    metadata = run_results.get("metadata") or {}
+    args = run_results.get("args") or {}
+    return DbtBuildSummary(
+        nodes=tuple(nodes),
+        elapsed_seconds=float(run_results.get("elapsed_time") or 0.0),
+        invocation_id=metadata.get("invocation_id"),
+        command=args.get("which"),
+    )
+
+
+def load_run_results(path: Path) -> DbtBuildSummary:
+    """Read a run_results.json file and summarise it."""
+    return summarize_run_results(json.loads(path.read_text(encoding="utf-8")))
+
+
+def dbt_target() -> str:
+    """Target to build, from ELT_DBT_TARGET (set by flows/config.py), default duckdb."""
+    return os.environ.get(TARGET_ENV_VAR) or DEFAULT_TARGET
+
+
+def release_duckdb_connection() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open for the life of the process.
+
+    dbt-duckdb caches one connection in a class attribute and only drops it at
+    exit, so anything else in the same process (Soda checks, tests, a second dbt
+    target) that opens the file with another configuration, e.g. read_only=True,
+    gets "Can't open a connection to same database file with a different
+    configuration". Safe to call when dbt-duckdb is not installed or unused.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+    if env is not None:
+        env.close()
+
+
+def run_dbt_build(
+    extra_args: Sequence[str] = (),
+    *,
+    target: str | None = None,
+    project_dir: Path = DBT_PROJECT_DIR,
+    profiles_dir: Path | None = None,
+    target_path: Path | None = None,
+    log_path: Path | None = None,
+) -> DbtBuildSummary:
+    """Run ``dbt build`` through prefect-dbt and return a summary.
+
+    Inside a Prefect flow each dbt node becomes its own Prefect task; outside a
+    flow it is a plain dbt run. ``extra_args`` go straight to dbt (for example
+    ``["--select", "marts"]``); pass artifact locations as ``target_path`` /
+    ``log_path`` rather than dbt flags so the summary is read from the right
+    place (``DBT_TARGET_PATH`` / ``DBT_LOG_PATH`` env vars also work).
+
+    Raises :class:`DbtBuildError` naming the failed nodes when any node fails,
+    and :class:`DbtInvocationError` when dbt cannot run at all.
+    """
+    # Imported lazily: importing prefect_dbt pulls in all of dbt-core (~1s).
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    project_dir = Path(project_dir)
+    settings_kwargs: dict[str, Any] = {
+        "project_dir": project_dir,
+        "profiles_dir": Path(profiles_dir) if profiles_dir else project_dir,
+    }
+    if target_path is not None:
+        settings_kwargs["target_path"] = Path(target_path)
+    settings = PrefectDbtSettings(**settings_kwargs)
+    run_results_path = settings.project_dir / settings.target_path / "run_results.json"
+    # A stale file from an earlier run must never be mistaken for this run's results.
+    run_results_path.unlink(missing_ok=True)
+
+    invoke_kwargs: dict[str, Any] = {"target": target or dbt_target()}
+    if log_path is not None:
+        invoke_kwargs["log_path"] = str(log_path)
+
+    runner = PrefectDbtRunner(settings=settings, raise_on_failure=False)
+    try:
+        result = runner.invoke(["build", *extra_args], **invoke_kwargs)
+    except ValueError as exc:  # prefect-dbt wraps dbt's own exception in ValueError
+        raise DbtInvocationError(str(exc)) from exc
+    finally:
+        release_duckdb_connection()
+
+    if not run_results_path.exists():
+        raise DbtInvocationError(
+            f"dbt build produced no run_results.json at {run_results_path}"
+            f" (success={getattr(result, 'success', None)})"
+        )
+    summary = load_run_results(run_results_path)
+    if not summary.success:
+        raise DbtBuildError(summary)
+    return summary
+
+
+@flow(name="dbt-build")
+def dbt_build(
+    extra_args: list[str] | None = None,
+    target: str | None = None,
+) -> DbtBuildSummary:
+    """Prefect subflow around :func:`run_dbt_build`, grouping the per-node tasks."""
+    logger = get_run_logger()
+    summary = run_dbt_build(extra_args or (), target=target)
+    logger.info(summary.describe())
+    return summary

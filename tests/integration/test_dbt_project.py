@@ -1,0 +1,279 @@
+"""Build the real dbt project against a throw-away DuckDB file and check the marts.
+
+The raw tables mimic what dlt writes (including ``_dlt_load_id`` / ``_dlt_id``)
+and hold one order per payment outcome: paid, refunded, partially refunded and
+unpaid. One test drives dbt directly through ``dbtRunner``; the other goes through
+``flows.transform`` inside a Prefect flow to prove each dbt node becomes a task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from flows.transform import (
+    DBT_PROJECT_DIR,
+    DbtBuildError,
+    load_run_results,
+    release_duckdb_connection,
+)
+
+RAW_SQL = """
+create schema raw_shop;
+create schema raw_stripe;
+
+create table raw_shop.customers (
+    id bigint, email varchar, first_name varchar, last_name varchar, country varchar,
+    created_at timestamptz, updated_at timestamptz, _dlt_load_id varchar, _dlt_id varchar
+);
+insert into raw_shop.customers values
+    (1, 'ada@example.com', 'Ada', 'Lovelace', 'gb', '2024-01-01 09:00:00+00',
+      '2024-01-01 09:00:00+00', '1700000000.1', 'c1'),
+    (2, 'bob@example.com', 'Bob', 'Builder', 'DE', '2024-01-02 09:00:00+00',
+      '2024-01-02 09:00:00+00', '1700000000.1', 'c2'),
+    (3, 'cy@example.com', 'Cy', 'Young', 'FR', '2024-01-03 09:00:00+00', '2024-01-03 09:00:00+00',
+      '1700000000.1', 'c3');
+
+create table raw_shop.products (
+    id bigint, sku varchar, name varchar, category varchar, price decimal(12, 2),
+    created_at timestamptz, updated_at timestamptz, _dlt_load_id varchar, _dlt_id varchar
+);
+insert into raw_shop.products values
+    (1, 'SKU-1', 'Mug', 'kitchen', 10.00, '2024-01-01 00:00:00+00', '2024-01-01 00:00:00+00',
+      '1700000000.1', 'p1'),
+    (2, 'SKU-2', 'Teapot', 'kitchen', 25.50, '2024-01-01 00:00:00+00', '2024-01-01 00:00:00+00',
+      '1700000000.1', 'p2');
+
+create table raw_shop.orders (
+    id bigint, customer_id bigint, status varchar, currency varchar,
+    ordered_at timestamptz, updated_at timestamptz, _dlt_load_id varchar, _dlt_id varchar
+);
+insert into raw_shop.orders values
+    (101, 1, 'delivered', 'usd', '2024-02-01 10:00:00+00', '2024-02-03 10:00:00+00',
+      '1700000000.1', 'o1'),
+    (102, 1, 'delivered', 'usd', '2024-03-01 10:00:00+00', '2024-03-05 10:00:00+00',
+      '1700000000.1', 'o2'),
+    (103, 2, 'shipped', 'usd', '2024-02-10 10:00:00+00', '2024-02-11 10:00:00+00', '1700000000.1', 'o3'),
+    (104, 2, 'placed', 'usd', '2024-02-20 10:00:00+00', '2024-02-20 10:00:00+00', '1700000000.1', 'o4');
+
+create table raw_shop.order_items (
+    id bigint, order_id bigint, product_id bigint, quantity bigint, unit_price decimal(12, 2),
+    updated_at timestamptz, _dlt_load_id varchar, _dlt_id varchar
+);
+insert into raw_shop.order_items values
+    (1001, 101, 1, 2, 10.00, '2024-02-01 10:00:00+00', '1700000000.1', 'i1'),
+    (1002, 101, 2, 1, 25.50, '2024-02-01 10:00:00+00', '1700000000.1', 'i2'),
+    (1003, 102, 2, 1, 25.50, '2024-03-01 10:00:00+00', '1700000000.1', 'i3'),
+    (1004, 103, 1, 3, 10.00, '2024-02-10 10:00:00+00', '1700000000.1', 'i4'),
+    (1005, 104, 1, 1, 10.00, '2024-02-20 10:00:00+00', '1700000000.1', 'i5');
+
+create table raw_stripe.customers (
+    id varchar, object varchar, created bigint, email varchar, name varchar, livemode boolean,
+    metadata json, _dlt_load_id varchar, _dlt_id varchar
+);
+insert into raw_stripe.customers values
+    ('cus_A', 'customer', 1704099600, 'ada@example.com', 'Ada Lovelace', false,
+      '{"shop_customer_id": "1"}', '1700000000.2', 's1'),
+    ('cus_B', 'customer', 1704186000, 'bob@example.com', 'Bob Builder', false,
+      '{"shop_customer_id": "2"}', '1700000000.2', 's2'),
+    ('cus_Z', 'customer', 1704272400, 'zed@example.com', 'Zed', false, '{}', '1700000000.2', 's3');
+
+create table raw_stripe.charges (
+    id varchar, object varchar, amount bigint, amount_refunded bigint, currency varchar,
+    customer varchar, created bigint, status varchar, paid boolean, refunded boolean,
+    livemode boolean, metadata json, description varchar, _dlt_load_id varchar, _dlt_id varchar
+);
+insert into raw_stripe.charges values
+    ('ch_101', 'charge', 4550, 0, 'usd', 'cus_A', 1706781600, 'succeeded', true, false, false,
+      '{"order_id": "101"}', 'order 101', '1700000000.2', 'h1'),
+    ('ch_102', 'charge', 2550, 2550, 'usd', 'cus_A', 1709287200, 'succeeded', true, true, false,
+      '{"order_id": "102"}', 'order 102', '1700000000.2', 'h2'),
+    ('ch_103a', 'charge', 3000, 0, 'usd', 'cus_B', 1707559200, 'failed', false, false, false,
+      '{"order_id": "103"}', 'order 103', '1700000000.2', 'h3'),
+    ('ch_103b', 'charge', 3000, 1000, 'usd', 'cus_B', 1707559500, 'succeeded', true, false, false,
+      '{"order_id": "103"}', 'order 103', '1700000000.2', 'h4'),
+    ('ch_gift', 'charge', 999, 0, 'usd', 'cus_Z', 1707559900, 'succeeded', true, false, false,
+      '{}', 'gift card', '1700000000.2', 'h5');
+
+create table raw_stripe.refunds (
+    id varchar, object varchar, amount bigint, charge varchar, currency varchar, created bigint,
+    status varchar, reason varchar, _dlt_load_id varchar, _dlt_id varchar
+);
+insert into raw_stripe.refunds values
+    ('re_1', 'refund', 2550, 'ch_102', 'usd', 1709560800, 'succeeded', 'requested_by_customer',
+      '1700000000.2', 'r1'),
+    ('re_2', 'refund', 1000, 'ch_103b', 'usd', 1707800000, 'succeeded', 'duplicate',
+      '1700000000.2', 'r2'),
+    ('re_3', 'refund', 500, 'ch_103b', 'usd', 1707800100, 'failed', null, '1700000000.2', 'r3');
+"""
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A DuckDB file with raw_shop / raw_stripe tables, wired into the dbt profile via env vars."""
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(RAW_SQL)
+    monkeypatch.setenv("ELT_DUCKDB_PATH", str(path))
+    monkeypatch.setenv("ELT_DBT_TARGET", "duckdb")
+    monkeypatch.setenv("ELT_DBT_SCHEMA", "analytics")
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    # keep dbt artifacts out of the repo so parallel runs cannot trample each other
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt_target"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "dbt_logs"))
+    yield path
+
+
+def _rows(path: Path, sql: str) -> list[dict[str, Any]]:
+    """Query the warehouse read-only and return dict rows."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_dbt_build_produces_expected_marts(warehouse: Path, tmp_path: Path) -> None:
+    from dbt.cli.main import dbtRunner
+
+    result = dbtRunner().invoke(
+        [
+            "build",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target",
+            "duckdb",
+            "--quiet",
+        ]
+    )
+    release_duckdb_connection()
+
+    summary = load_run_results(tmp_path / "dbt_target" / "run_results.json")
+    assert result.success, summary.failure_message()
+    assert summary.failed == ()
+    assert summary.warned == ()
+    assert "unit_test.elt.fct_orders.test_fct_orders_payment_status" in summary.built
+    assert (
+        "unit_test.elt.int_payments__by_order.test_int_payments__by_order_sums_succeeded_charges_and_refunds"
+        in summary.built
+    )
+
+    orders = {
+        row["order_id"]: row
+        for row in _rows(warehouse, "select * from analytics_marts.fct_orders order by order_id")
+    }
+    assert {k: v["payment_status"] for k, v in orders.items()} == {
+        101: "paid",
+        102: "refunded",
+        103: "partially_refunded",
+        104: "unpaid",
+    }
+    assert orders[101]["item_count"] == 3
+    assert orders[101]["order_total"] == Decimal("45.50")
+    assert orders[101]["amount_paid"] == Decimal("45.50")
+    assert orders[102]["amount_refunded"] == Decimal("25.50")
+    # the failed attempt and the failed refund are ignored
+    assert (orders[103]["amount_paid"], orders[103]["amount_refunded"]) == (
+        Decimal("30.00"),
+        Decimal("10.00"),
+    )
+    assert (orders[104]["amount_paid"], orders[104]["amount_refunded"]) == (
+        Decimal("0.00"),
+        Decimal("0.00"),
+    )
+    assert orders[104]["currency"] == "USD"
+
+    customers = {
+        row["customer_id"]: row
+        for row in _rows(
+            warehouse,
+            "select * from analytics_marts.dim_customers order by customer_id",
+        )
+    }
+    assert customers[1]["stripe_customer_id"] == "cus_A"
+    assert customers[1]["country"] == "GB"
+    assert customers[1]["order_count"] == 2
+    assert customers[1]["lifetime_value"] == Decimal("45.50")
+    assert customers[2]["lifetime_value"] == Decimal("20.00")
+    assert customers[3]["stripe_customer_id"] is None
+    assert (customers[3]["order_count"], customers[3]["lifetime_value"]) == (
+        0,
+        Decimal("0.00"),
+    )
+    assert customers[3]["first_order_at"] is None
+
+    column_types = {
+        row["column_name"]: row["data_type"]
+        for row in _rows(
+            warehouse,
+            "select column_name, data_type from information_schema.columns"
+            " where table_schema = 'analytics_marts' and table_name = 'dim_customers'",
+        )
+    }
+    assert column_types["lifetime_value"] == "DECIMAL(18,2)"
+
+    charges = _rows(
+        warehouse,
+        "select * from analytics_staging.stg_stripe__charges where charge_id = 'ch_103b'",
+    )
+    assert charges[0]["order_id"] == 103
+    assert charges[0]["amount"] == Decimal("30.00")
+    assert charges[0]["created_at"].tzinfo is not None
+    assert charges[0]["created_at"].timestamp() == 1707559500
+
+
+def test_prefect_flow_runs_one_task_per_dbt_node(warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect import get_client
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.transform import dbt_build, run_dbt_build
+
+    # the harness's server start can be slow on a busy machine; don't fail on its 30 s default
+    with prefect_test_harness(server_startup_timeout=120):
+        # models and unit tests only keep the Prefect run small; data tests ran above
+        summary = dbt_build(["--select", "+fct_orders", "--exclude", "resource_type:test"])
+
+        with get_client(sync_client=True) as client:
+            task_run_names = sorted(run.name for run in client.read_task_runs())
+
+        assert summary.success
+        assert set(summary.built) == {
+            "model.elt.stg_shop__orders",
+            "model.elt.stg_shop__order_items",
+            "model.elt.stg_stripe__charges",
+            "model.elt.stg_stripe__refunds",
+            "model.elt.int_payments__by_order",
+            "model.elt.fct_orders",
+            "unit_test.elt.fct_orders.test_fct_orders_payment_status",
+            "unit_test.elt.int_payments__by_order.test_int_payments__by_order_sums_succeeded_charges_and_refunds",
+        }
+        assert all(node.execution_time > 0 for node in summary.nodes)
+        # prefect-dbt names each node's task "<resource type> <node name>"
+        assert task_run_names == sorted(f"{node.resource_type} {node.name}" for node in summary.nodes)
+
+        statuses = _rows(
+            warehouse,
+            "select payment_status from analytics_marts.fct_orders order by order_id",
+        )
+        assert [r["payment_status"] for r in statuses] == [
+            "paid",
+            "refunded",
+            "partially_refunded",
+            "unpaid",
+        ]
+
+        # a duplicate order id must fail the build and name the failing test
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute("insert into raw_shop.orders select * from raw_shop.orders where id = 104")
+        with pytest.raises(DbtBuildError) as excinfo:
+            run_dbt_build(["--select", "stg_shop__orders", "--indirect-selection", "cautious"])
+        assert "test.elt.unique_stg_shop__orders_order_id" in str(excinfo.value)
+        assert excinfo.value.summary.built[0] == "model.elt.stg_shop__orders"

@@ -1,0 +1,84 @@
+with
+
+charges as (
+
+    select * from {{ ref('stg_stripe__charges') }}
+
+),
+
+refunds as (
+
+    select * from {{ ref('stg_stripe__refunds') }}
+
+),
+
+-- refunds are aggregated per charge first so joining them cannot fan out charge amounts
+refunds_by_charge as (
+
+    select
+        charge_id as charge_id,
+        sum(amount) as amount_refunded
+
+    from refunds
+    where refund_status = 'succeeded'
+    group by charge_id
+
+),
+
+succeeded_charges as (
+
+    select
+        charges.order_id as order_id,
+        charges.charge_id as charge_id,
+        charges.amount as amount,
+        coalesce(refunds_by_charge.amount_refunded, 0) as amount_refunded
+
+    from charges
+    left join refunds_by_charge
+        on charges.charge_id = refunds_by_charge.charge_id
+    where charges.charge_status = 'succeeded'
+        and charges.order_id is not null
+
+),
+
+charge_attempts as (
+
+    select
+        order_id as order_id,
+        count(*) as charge_count
+
+    from charges
+    where order_id is not null
+    group by order_id
+
+),
+
+paid_by_order as (
+
+    select
+        order_id as order_id,
+        sum(amount) as amount_paid,
+        sum(amount_refunded) as amount_refunded,
+        count(*) as succeeded_charge_count
+
+    from succeeded_charges
+    group by order_id
+
+),
+
+final as (
+
+    select
+        charge_attempts.order_id as order_id,
+        cast(coalesce(paid_by_order.amount_paid, 0) as decimal(18, 2)) as amount_paid,
+        cast(coalesce(paid_by_order.amount_refunded, 0) as decimal(18, 2)) as amount_refunded,
+        charge_attempts.charge_count as charge_count,
+        coalesce(paid_by_order.succeeded_charge_count, 0) as succeeded_charge_count
+
+    from charge_attempts
+    left join paid_by_order
+        on charge_attempts.order_id = paid_by_order.order_id
+
+)
+
+select * from final
