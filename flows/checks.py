@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,10 @@ logger = logging.getLogger(__name__)
 _ENV_REF = re.compile(r"\$\{ *env\.([a-zA-Z_][a-zA-Z_0-9]*) *\}")
 _YAML_ERRORS: tuple[type[Exception], ...] = (YAMLError, OSError, UnicodeDecodeError)
 # Env vars whose values must never reach a log line or an error message.
-_SECRET_NAME = re.compile(
-    r"PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE
-)
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """Outcome of one check; ERROR means not evaluated because the run errored."""
 
     PASSED = "PASSED"
@@ -138,18 +136,13 @@ class ContractResult:
             parts.append("no checks were run")
         if self.error:
             parts.append(f"error: {self.error}")
-        return (
-            f"contract {_display(self.contract)} failed: table {self.dataset}, "
-            + "; ".join(parts)
-        )
+        return f"contract {_display(self.contract)} failed: table {self.dataset}, " + "; ".join(parts)
 
 
 class ContractsFailed(Exception):
     """Raised by ``run_contracts`` after all contracts of a layer ran and any failed."""
 
-    def __init__(
-        self, message: str, results: list[ContractResult] | None = None
-    ) -> None:
+    def __init__(self, message: str, results: list[ContractResult] | None = None) -> None:
         super().__init__(message)
         self.results: list[ContractResult] = results or []
 
@@ -187,11 +180,7 @@ def verify_contract(
         return failed(
             f"data source {datasource} needs environment variable(s) {', '.join(missing_env)}, not set"
         )
-    secrets = [
-        os.environ[name]
-        for name in env_names
-        if _SECRET_NAME.search(name) and os.environ[name]
-    ]
+    secrets = [os.environ[name] for name in env_names if _SECRET_NAME.search(name) and os.environ[name]]
 
     try:
         contract_doc = _load_yaml(contract)
@@ -203,10 +192,7 @@ def verify_contract(
     if schema_errors:
         # Soda ignores unknown keys (a typo'd 'threshhold' or 'allow_extra_column' is silently dropped),
         # so validate against the JSON schema Soda ships but does not enforce.
-        return failed(
-            "contract does not match Soda's contract schema: "
-            + "; ".join(schema_errors)
-        )
+        return failed("contract does not match Soda's contract schema: " + "; ".join(schema_errors))
 
     try:
         with _soda_logging(secrets):
@@ -217,12 +203,10 @@ def verify_contract(
                 contract_file_path=str(contract),
                 variables=dict(variables or {}),
             )
-    except Exception as exc:  # noqa: BLE001 - whatever Soda raises must fail the gate, not crash the batch
+    except Exception as exc:
         return failed(_mask(f"{type(exc).__name__}: {exc}", secrets))
 
-    return _to_contract_result(
-        contract, dataset, session, secrets, time.perf_counter() - started
-    )
+    return _to_contract_result(contract, dataset, session, secrets, time.perf_counter() - started)
 
 
 def verify_contracts(
@@ -241,9 +225,7 @@ def contract_paths(
     load only some sources.
     """
     if layer not in LAYERS:
-        raise ValueError(
-            f"unknown contract layer {layer!r}; expected one of {', '.join(LAYERS)}"
-        )
+        raise ValueError(f"unknown contract layer {layer!r}; expected one of {', '.join(LAYERS)}")
     folders = [Path(checks_dir) / layer]
     if sources is not None and layer == "raw":
         folders = [folder / source for folder in folders for source in sources]
@@ -264,9 +246,7 @@ def run_contracts(
     paths = contract_paths(layer, checks_dir, sources)
     if not paths:
         # An empty gate would pass everything; a missing checks dir is a deployment bug.
-        raise ContractsFailed(
-            f"no contracts found for layer {layer!r} under {Path(checks_dir) / layer}"
-        )
+        raise ContractsFailed(f"no contracts found for layer {layer!r} under {Path(checks_dir) / layer}")
 
     results = verify_contracts(paths, datasource, variables)
     for result in results:
@@ -274,9 +254,8 @@ def run_contracts(
 
     failures = [result for result in results if not result.passed]
     if failures:
-        message = (
-            f"{len(failures)} of {len(results)} {layer} contracts failed:\n"
-            + "\n".join(result.failure_message() for result in failures)
+        message = f"{len(failures)} of {len(results)} {layer} contracts failed:\n" + "\n".join(
+            result.failure_message() for result in failures
         )
         raise ContractsFailed(message, results)
     log.info("all %d %s contracts passed", len(results), layer)
@@ -293,10 +272,7 @@ def _to_contract_result(
     errors = [_mask(message, secrets) for message in session.get_errors()]
     results = session.contract_verification_results
     if len(results) != 1:
-        error = (
-            "; ".join(errors)
-            or f"Soda returned {len(results)} results for one contract"
-        )
+        error = "; ".join(errors) or f"Soda returned {len(results)} results for one contract"
         return ContractResult(
             contract=contract,
             dataset=dataset,
@@ -307,26 +283,26 @@ def _to_contract_result(
 
     soda_result = results[0]
     run_errored = bool(errors) or soda_result.has_errors
-    checks = [
-        _to_check_record(check_result, run_errored)
-        for check_result in soda_result.check_results
-    ]
+    checks = [_to_check_record(check_result, run_errored) for check_result in soda_result.check_results]
     collection = soda_result.check_collection
-    error = (
-        "; ".join(errors)
-        if errors
-        else ("Soda reported an error" if soda_result.has_errors else None)
-    )
+    error = "; ".join(errors) if errors else ("Soda reported an error" if soda_result.has_errors else None)
     passed = bool(checks) and all(check.ok for check in checks) and error is None
     return ContractResult(
         contract=contract,
-        dataset=collection.dataset_name or dataset,
+        dataset=_table_name(collection.soda_qualified_dataset_name) or dataset,
         passed=passed,
         checks=checks,
         error=error,
         qualified_name=collection.soda_qualified_dataset_name,
         duration_s=duration_s,
     )
+
+
+def _table_name(qualified: str | None) -> str | None:
+    """``warehouse/raw_shop/orders`` → ``raw_shop.orders``: what a person searches the warehouse for."""
+    if not qualified or "/" not in qualified:
+        return None
+    return ".".join(qualified.split("/")[1:])
 
 
 def _to_check_record(check_result: Any, run_errored: bool) -> CheckRecord:
@@ -369,19 +345,12 @@ def _schema_details(check_result: Any) -> str | None:
     if mismatches:
         facts.append(
             "type mismatches: "
-            + ", ".join(
-                f"{m.column} expected {m.get_expected()} got {m.get_actual()}"
-                for m in mismatches
-            )
+            + ", ".join(f"{m.column} expected {m.get_expected()} got {m.get_actual()}" for m in mismatches)
         )
     if getattr(check_result, "are_columns_out_of_order", False):
         facts.append("columns out of order")
-    if check_result.outcome.name == "NOT_EVALUATED" and not getattr(
-        check_result, "actual_columns", None
-    ):
-        facts.append(
-            "no columns found for the dataset; check the qualifier is <datasource>/<schema>/<table>"
-        )
+    if check_result.outcome.name == "NOT_EVALUATED" and not getattr(check_result, "actual_columns", None):
+        facts.append("no columns found for the dataset; check the qualifier is <datasource>/<schema>/<table>")
     return "; ".join(facts) or None
 
 
@@ -407,10 +376,7 @@ def _contract_validator() -> Any:
     import jsonschema
     import soda_core.contracts
 
-    schema_file = (
-        Path(soda_core.contracts.__file__).parent
-        / "soda_data_contract_json_schema_1_0_0.json"
-    )
+    schema_file = Path(soda_core.contracts.__file__).parent / "soda_data_contract_json_schema_1_0_0.json"
     schema = json.loads(schema_file.read_text())
     return jsonschema.validators.validator_for(schema)(schema)
 
@@ -440,9 +406,7 @@ class _MaskSecrets(logging.Filter):
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and self.secrets:
-            record.exc_text = _mask(
-                logging.Formatter().formatException(record.exc_info), self.secrets
-            )
+            record.exc_text = _mask(logging.Formatter().formatException(record.exc_info), self.secrets)
         return True
 
 

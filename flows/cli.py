@@ -7,6 +7,7 @@ line naming the setting or source (never a secret), with exit code 1.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from typing import Annotated
@@ -93,7 +94,13 @@ def demo(
             _run_flow(None, Warehouse.DUCKDB.value)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM into SystemExit so context managers stop the demo's servers."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app(prog_name="elt")
 
 

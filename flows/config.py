@@ -72,6 +72,7 @@ def apply_runtime_environment() -> None:
     for key, value in (TELEMETRY_OFF | DLT_DEFAULTS).items():
         os.environ.setdefault(key, value)
     base = data_dir()
+    base.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DLT_DATA_DIR", str(base / "dlt"))
     os.environ.setdefault("DLT_PROJECT_DIR", str(PROJECT_DIR))
     os.environ.setdefault("PREFECT_HOME", str(base / "prefect"))
@@ -123,12 +124,15 @@ class Settings:
                 "ELT_SNOWFLAKE_PASSWORD": creds.password or "",
                 "ELT_SNOWFLAKE_DATABASE": creds.database,
                 "ELT_SNOWFLAKE_WAREHOUSE": creds.warehouse or "",
-                "ELT_SNOWFLAKE_ROLE": creds.role or "",
             }
+            if creds.role:
+                env["ELT_SNOWFLAKE_ROLE"] = creds.role
         else:
             creds = self.credentials
             env |= {
                 "ELT_BIGQUERY_PROJECT": creds.project_id,
+                "ELT_BIGQUERY_CLIENT_EMAIL": creds.client_email,
+                "ELT_BIGQUERY_PRIVATE_KEY": creds.private_key,
                 "ELT_BIGQUERY_LOCATION": os.environ.get("ELT_BIGQUERY_LOCATION", "US"),
             }
         return env
@@ -149,9 +153,7 @@ def load_settings(warehouse: str | None = None) -> Settings:
     """Resolve the warehouse (argument, else ``ELT_WAREHOUSE``, else DuckDB) and its credentials."""
     apply_runtime_environment()
     chosen = Warehouse.parse(warehouse or os.environ.get("ELT_WAREHOUSE") or "duckdb")
-    duckdb_path = Path(
-        os.environ.get("ELT_DUCKDB_PATH") or data_dir() / "warehouse.duckdb"
-    ).resolve()
+    duckdb_path = Path(os.environ.get("ELT_DUCKDB_PATH") or data_dir() / "warehouse.duckdb").resolve()
     return Settings(
         warehouse=chosen,
         duckdb_path=duckdb_path,
@@ -191,8 +193,7 @@ def _warehouse_credentials(warehouse: Warehouse) -> Any:
         return resolve_configuration(spec, sections=section)
     except ConfigFieldMissingException as exc:
         missing = ", ".join(
-            f"DESTINATION__{warehouse.value.upper()}__CREDENTIALS__{name.upper()}"
-            for name in exc.traces
+            f"DESTINATION__{warehouse.value.upper()}__CREDENTIALS__{name.upper()}" for name in exc.traces
         )
         raise ConfigError(
             f"{warehouse.value} credentials are incomplete: set {missing} "

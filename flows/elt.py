@@ -75,4 +75,6 @@ def _gate(
 
 def _publish(summary: RunSummary) -> None:
     get_run_logger().info("rows loaded: %d; %s", summary.rows_loaded, summary.error or "all stages passed")
-    create_markdown_artifact(key="elt-run-report", markdown=summary.to_markdown(), description="ELT run report")
+    create_markdown_artifact(
+        key="elt-run-report", markdown=summary.to_markdown(), description="ELT run report"
+    )

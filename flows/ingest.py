@@ -111,7 +111,9 @@ def _schema_changes(load_info: Any) -> list[str]:
             if table_name.startswith("_dlt"):
                 continue
             changes.extend(
-                f"{table_name}.{column}" for column in table.get("columns", {}) if not column.startswith("_dlt")
+                f"{table_name}.{column}"
+                for column in table.get("columns", {})
+                if not column.startswith("_dlt")
             )
     return sorted(set(changes))
 

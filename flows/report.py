@@ -67,7 +67,14 @@ class RunSummary:
 
     def to_markdown(self) -> str:
         status = "succeeded" if self.ok else f"failed — {self.error}"
-        lines = [f"# ELT run on {self.warehouse}: {status}", "", "## Rows loaded", "", "| table | rows |", "|---|---:|"]
+        lines = [
+            f"# ELT run on {self.warehouse}: {status}",
+            "",
+            "## Rows loaded",
+            "",
+            "| table | rows |",
+            "|---|---:|",
+        ]
         lines += [f"| {table} | {rows:,} |" for table, rows in self.table_rows()]
         changes = [f"{r.dataset}.{change}" for r in self.ingests for change in r.schema_changes]
         if changes:
@@ -77,10 +84,9 @@ class RunSummary:
         if self.dbt:
             lines += ["", "## dbt", "", self.dbt.describe()]
         lines += ["", "## Contracts", "", "| table | result | checks |", "|---|---|---:|"]
-        lines += [
-            f"| {c.dataset} | {'passed' if c.passed else 'FAILED: ' + c.failure_message()} | {len(c.checks)} |"
-            for c in self.contracts
-        ]
+        for contract in self.contracts:
+            verdict = "passed" if contract.passed else f"FAILED: {contract.failure_message()}"
+            lines.append(f"| {contract.dataset} | {verdict} | {len(contract.checks)} |")
         return "\n".join(lines) + "\n"
 
     def print(self, console: Console | None = None) -> None:

@@ -31,7 +31,9 @@ def shop_source(
     """One merge resource per shop table; ``tables`` limits the load to some of them."""
     unknown = sorted(set(tables or ()) - TABLES.keys())
     if unknown:
-        raise SourceError(f"source {SOURCE}: unknown table(s) {', '.join(unknown)}; known: {', '.join(TABLES)}")
+        raise SourceError(
+            f"source {SOURCE}: unknown table(s) {', '.join(unknown)}; known: {', '.join(TABLES)}"
+        )
     engine = connect(credentials)
     for name in tables or TABLES:
         spec = TABLES[name]

@@ -106,9 +106,7 @@ def stripe_source(
     first sync; later syncs resume from the stored `created` cursor.
     """
     if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
-        raise ValueError(
-            f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}"
-        )
+        raise ValueError(f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}")
     # Fail fast on an empty key / malformed URL before any resource runs.
     validate_settings(api_key, base_url)
 

@@ -16,8 +16,9 @@ from typing import Any, Self
 import orjson
 import requests
 
-from . import settings
 from dlt_sources.errors import SourceError, SourceUnreachable
+
+from . import settings
 
 Page = list[dict[str, Any]]
 
@@ -129,9 +130,7 @@ class StripeClient:
         self.close()
 
     # ------------------------------------------------------------------ requests
-    def get_json(
-        self, path: str, params: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """GET `path` with retries; returns the decoded JSON object."""
         url = f"{self.base_url}/{path.lstrip('/')}"
         attempt = 0
@@ -166,8 +165,7 @@ class StripeClient:
                 continue
             tried = f" after {attempt + 1} attempts" if attempt else ""
             raise StripeAPIError(
-                f"Stripe source: GET {url} failed with HTTP {status}{tried}: "
-                f"{self._error_text(response)}",
+                f"Stripe source: GET {url} failed with HTTP {status}{tried}: {self._error_text(response)}",
                 status=status,
             )
 

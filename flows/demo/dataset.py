@@ -18,7 +18,18 @@ EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 SEED = 20250101
 
 FIRST_NAMES = ["ada", "alan", "grace", "linus", "margaret", "edsger", "barbara", "donald", "frances", "ken"]
-LAST_NAMES = ["lovelace", "turing", "hopper", "torvalds", "hamilton", "dijkstra", "liskov", "knuth", "allen", "thompson"]
+LAST_NAMES = [
+    "lovelace",
+    "turing",
+    "hopper",
+    "torvalds",
+    "hamilton",
+    "dijkstra",
+    "liskov",
+    "knuth",
+    "allen",
+    "thompson",
+]
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "SE", "ES", "IT", "CA", "BR"]
 CATEGORIES = ["books", "games", "garden", "kitchen", "music", "outdoor", "toys"]
 ORDER_STATUSES = ["placed", "paid", "shipped", "delivered", "cancelled"]
@@ -84,7 +95,15 @@ def generate(n_orders: int = 100_000, seed: int = SEED) -> ShopData:
         created = EPOCH - timedelta(days=30) + timedelta(minutes=product_id)
         category = rng.choice(CATEGORIES)
         data.products.append(
-            (product_id, f"SKU-{product_id:05d}", f"{category.title()} item {product_id}", category, price, created, created)
+            (
+                product_id,
+                f"SKU-{product_id:05d}",
+                f"{category.title()} item {product_id}",
+                category,
+                price,
+                created,
+                created,
+            )
         )
 
     item_id = 0
@@ -96,7 +115,9 @@ def generate(n_orders: int = 100_000, seed: int = SEED) -> ShopData:
             data.customers[customer_id - 1][5] + timedelta(minutes=1),
         )
         status = rng.choices(ORDER_STATUSES, ORDER_STATUS_WEIGHTS)[0]
-        updated_at = ordered_at + timedelta(hours=ORDER_STATUSES.index(status) * 12, seconds=rng.randrange(3600))
+        updated_at = ordered_at + timedelta(
+            hours=ORDER_STATUSES.index(status) * 12, seconds=rng.randrange(3600)
+        )
         data.orders.append((order_id, customer_id, status, "usd", ordered_at, updated_at))
 
         total_cents = 0
@@ -113,7 +134,9 @@ def generate(n_orders: int = 100_000, seed: int = SEED) -> ShopData:
         charged_at = unix(ordered_at) + 30
         cus_id = stripe_customer_ids[customer_id - 1]
         if rng.random() < 0.03:  # a declined card before the successful attempt
-            data.stripe_charges.append(charge_object(rng, order_id, cus_id, total_cents, charged_at - 10, "failed"))
+            data.stripe_charges.append(
+                charge_object(rng, order_id, cus_id, total_cents, charged_at - 10, "failed")
+            )
         charge = charge_object(rng, order_id, cus_id, total_cents, charged_at, "succeeded")
         data.stripe_charges.append(charge)
         refund_cents = 0

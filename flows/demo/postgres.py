@@ -78,16 +78,17 @@ def _make_traversable(path: Path) -> None:
             parent.chmod(mode | 0o011)
 
 
-def _run(args: list[str], user: pwd.struct_passwd | None, timeout: float = 60) -> None:
+def _run(args: list[str], user: pwd.struct_passwd | None, timeout: float = 60, check: bool = True) -> None:
     result = subprocess.run(
         args,
+        check=False,
         user=user.pw_uid if user else None,
         group=user.pw_gid if user else None,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         raise RuntimeError(f"{Path(args[0]).name} failed: {result.stderr.strip() or result.stdout.strip()}")
 
 
@@ -105,9 +106,21 @@ def running_postgres(pgdata: Path, *, durable: bool = True) -> Iterator[Postgres
     pgdata.chmod(0o700)
     if not (pgdata / "PG_VERSION").exists():
         _run(
-            [_bin("initdb"), "-D", str(pgdata), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-sync"],
+            [
+                _bin("initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
             user,
         )
+    if (pgdata / "postmaster.pid").exists():
+        # A server left behind by a killed run holds the data folder; stop it first.
+        _run([_bin("pg_ctl"), "-D", str(pgdata), "-w", "-m", "immediate", "stop"], user, check=False)
     port = free_port()
     options = [
         "-h 127.0.0.1",
@@ -121,7 +134,19 @@ def running_postgres(pgdata: Path, *, durable: bool = True) -> Iterator[Postgres
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     log = pgdata / "server.log"
     _run(
-        [_bin("pg_ctl"), "-D", str(pgdata), "-w", "-t", "60", "-l", str(log), "-o", " ".join(options), "start"],
+        [
+            _bin("pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(log),
+            "-o",
+            " ".join(options),
+            "start",
+        ],
         user,
         timeout=90,
     )

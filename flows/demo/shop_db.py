@@ -114,7 +114,9 @@ class Changes:
     new_charges: list[dict]
 
 
-def simulate_business(dsn: str, n_new_orders: int = 5, n_updated_customers: int = 3, seed: int = 7) -> Changes:
+def simulate_business(
+    dsn: str, n_new_orders: int = 5, n_updated_customers: int = 3, seed: int = 7
+) -> Changes:
     """Insert new paid orders (with items), update some customers, and return matching
     Stripe charges for the caller to add to the Stripe stand-in."""
     rng = random.Random(seed)
@@ -143,7 +145,9 @@ def simulate_business(dsn: str, n_new_orders: int = 5, n_updated_customers: int 
                 (max_item, order_id, product_id, price, now),
             )
             new_orders.append(order_id)
-            charges.append(charge_object(rng, order_id, None, int(price * 100) * 2, unix(now) + 30, "succeeded"))
+            charges.append(
+                charge_object(rng, order_id, None, int(price * 100) * 2, unix(now) + 30, "succeeded")
+            )
         updated = rng.sample(customer_ids, n_updated_customers)
         cur.execute(
             "update customers set country = 'NZ', updated_at = %s where id = any(%s)",
@@ -151,4 +155,3 @@ def simulate_business(dsn: str, n_new_orders: int = 5, n_updated_customers: int 
         )
     conn.close()
     return Changes(new_orders=new_orders, updated_customers=sorted(updated), new_charges=charges)
-

@@ -38,8 +38,7 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 _CREATED_OPS = ("gt", "gte", "lt", "lte")
 _LIST_PARAMS = frozenset(
-    {"limit", "starting_after", "ending_before", "created"}
-    | {f"created[{op}]" for op in _CREATED_OPS}
+    {"limit", "starting_after", "ending_before", "created"} | {f"created[{op}]" for op in _CREATED_OPS}
 )
 
 # Sort key of an object in ascending (oldest first) order; lists are served reversed.
@@ -98,9 +97,7 @@ class StripeStore:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._collections: dict[str, _Collection] = {
-            kind: _Collection() for kind in KINDS
-        }
+        self._collections: dict[str, _Collection] = {kind: _Collection() for kind in KINDS}
         self._faults: list[_Fault] = []
         # list pages answered; lets tests prove the filtering happens server-side
         self.requests_served = 0
@@ -147,9 +144,7 @@ class StripeStore:
             coll.raw[id] = raw
         return stored
 
-    def fail_next(
-        self, count: int = 1, status: int = 429, retry_after: float | None = None
-    ) -> None:
+    def fail_next(self, count: int = 1, status: int = 429, retry_after: float | None = None) -> None:
         """Answer the next ``count`` authenticated requests with ``status`` (to test retries)."""
         with self._lock:
             self._faults.extend(_Fault(status, retry_after) for _ in range(count))
@@ -188,9 +183,7 @@ class StripeStore:
         coll = self._collection(kind)
         unknown = sorted(set(params) - _LIST_PARAMS)
         if unknown:
-            raise StripeError(
-                400, f"Received unknown parameter: {unknown[0]}", param=unknown[0]
-            )
+            raise StripeError(400, f"Received unknown parameter: {unknown[0]}", param=unknown[0])
         limit = _parse_int(params, "limit", DEFAULT_LIMIT)
         if not 1 <= limit <= MAX_LIMIT:
             raise StripeError(
@@ -217,8 +210,7 @@ class StripeStore:
             if ending_before is not None:
                 lo = max(
                     lo,
-                    self._cursor_position(kind, coll, ending_before, "ending_before")
-                    + 1,
+                    self._cursor_position(kind, coll, ending_before, "ending_before") + 1,
                 )
             available = max(0, hi - lo)
             if ending_before is not None:
@@ -245,9 +237,7 @@ class StripeStore:
         try:
             return self._collections[kind]
         except KeyError:
-            raise ValueError(
-                f"unknown kind {kind!r}; expected one of {sorted(KINDS)}"
-            ) from None
+            raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(KINDS)}") from None
 
     @staticmethod
     def _prepare(kind: str, obj: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -257,16 +247,10 @@ class StripeStore:
         if not isinstance(oid, str) or not oid:
             raise TypeError(f"{KINDS[kind]} needs a non-empty string id, got {oid!r}")
         if not isinstance(created, int) or isinstance(created, bool):
-            raise TypeError(
-                f"{KINDS[kind]} {oid!r} needs an int 'created' (unix seconds), got {created!r}"
-            )
+            raise TypeError(f"{KINDS[kind]} {oid!r} needs an int 'created' (unix seconds), got {created!r}")
         metadata = obj.get("metadata") or {}
-        if not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-        ):
-            raise ValueError(
-                f"{KINDS[kind]} {oid!r}: metadata keys and values must be strings"
-            )
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise ValueError(f"{KINDS[kind]} {oid!r}: metadata keys and values must be strings")
         full = {"object": KINDS[kind], "livemode": False, **obj, "metadata": metadata}
         raw = orjson.dumps(full)
         return orjson.loads(raw), raw
@@ -343,15 +327,11 @@ class _StripeHandler(BaseHTTPRequestHandler):
             self._send(200, self._route())
         except StripeError as exc:
             self._send(exc.status, exc.body(), exc.headers)
-        except Exception as exc:  # noqa: BLE001 - a stand-in bug must still answer JSON
-            self._send(
-                500, StripeError(500, f"internal error: {exc!r}", "api_error").body()
-            )
+        except Exception as exc:
+            self._send(500, StripeError(500, f"internal error: {exc!r}", "api_error").body())
 
     def _method_not_allowed(self) -> None:
-        self._send(
-            405, StripeError(405, f"Unrecognized request method: {self.command}").body()
-        )
+        self._send(405, StripeError(405, f"Unrecognized request method: {self.command}").body())
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _method_not_allowed
 
@@ -360,15 +340,9 @@ class _StripeHandler(BaseHTTPRequestHandler):
         self._authenticate()
         fault = store.take_fault()
         if fault is not None:
-            headers = (
-                {}
-                if fault.retry_after is None
-                else {"Retry-After": f"{fault.retry_after:g}"}
-            )
+            headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
             kind = "rate_limit_error" if fault.status == 429 else "api_error"
-            raise StripeError(
-                fault.status, f"injected {fault.status}", kind, headers=headers
-            )
+            raise StripeError(fault.status, f"injected {fault.status}", kind, headers=headers)
         url = urlsplit(self.path)
         parts = [p for p in url.path.split("/") if p]
         if len(parts) in (2, 3) and parts[0] == "v1" and parts[1] in KINDS:
@@ -390,9 +364,7 @@ class _StripeHandler(BaseHTTPRequestHandler):
         if scheme.lower() != "bearer" or key.strip() != self.server.api_key:
             raise StripeError(401, "Invalid API Key provided.")
 
-    def _send(
-        self, status: int, body: bytes, headers: dict[str, str] | None = None
-    ) -> None:
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -411,9 +383,7 @@ def serve_stripe(store: StripeStore, api_key: str) -> Iterator[str]:
     if not api_key:
         raise ValueError("api_key must be a non-empty string")
     server = _StripeHTTPServer(store, api_key)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     host, port = server.server_address[:2]
     try:

@@ -79,7 +79,8 @@ insert into raw_shop.order_items values
     (1000, 100, 10, 2, 9.99, '2024-02-01 12:00+00', 'l1', 'i1'),
     (1001, 101, 11, 1, 19.50, '2024-02-02 12:00+00', 'l1', 'i2');
 insert into raw_stripe.customers values
-    ('cus_1', 'customer', 1704103200, 'ada@example.com', 'Ada Lovelace', false, '{"shop_id": "1"}', 'l1', 's1');
+    ('cus_1', 'customer', 1704103200, 'ada@example.com', 'Ada Lovelace', false,
+     '{"shop_id": "1"}', 'l1', 's1');
 insert into raw_stripe.charges values
     ('ch_1', 'charge', 1998, 0, 'eur', 'cus_1', 1706788800, 'succeeded', true, false, false,
      '{"order_id": "100"}', 'order 100', 'l1', 'h1');
@@ -154,7 +155,7 @@ def test_all_contracts_pass_on_good_data(make_warehouse: WarehouseFactory) -> No
         # The schema check really ran: NOT_EVALUATED would have failed the contract anyway.
         assert check(result, "schema").outcome is Outcome.PASSED
         assert {c.outcome for c in result.checks} == {Outcome.PASSED}
-    fct = next(r for r in results if r.dataset == "fct_orders")
+    fct = next(r for r in results if r.dataset == "analytics_marts.fct_orders")
     assert fct.qualified_name == "warehouse/analytics_marts/fct_orders"
     assert {c.label for c in fct.checks} >= {
         "invalid status",
@@ -167,10 +168,7 @@ def test_marts_schema_comes_from_a_variable(make_warehouse: WarehouseFactory) ->
     make_warehouse(marts="dev_jane_marts")
     marts = contract_paths("marts")
 
-    assert all(
-        r.passed
-        for r in verify_contracts(marts, DATASOURCE, {"MARTS_SCHEMA": "dev_jane_marts"})
-    )
+    assert all(r.passed for r in verify_contracts(marts, DATASOURCE, {"MARTS_SCHEMA": "dev_jane_marts"}))
     # The default (analytics_marts) does not exist in this warehouse.
     assert not any(r.passed for r in verify_contracts(marts, DATASOURCE))
 
@@ -188,7 +186,8 @@ def test_duplicate_id_fails_naming_table_and_check(
     assert check(result, "duplicate id").outcome is Outcome.FAILED
     assert [c.label for c in result.failed_checks] == ["duplicate id"]
     assert result.failure_message() == (
-        "contract checks/raw/shop/orders.yml failed: table orders, check 'duplicate id' failed (duplicate_count=1)"
+        "contract checks/raw/shop/orders.yml failed: table raw_shop.orders, "
+        "check 'duplicate id' failed (duplicate_count=1)"
     )
 
 
@@ -217,10 +216,7 @@ def test_missing_column_fails_schema_check(make_warehouse: WarehouseFactory) -> 
 
     assert not result.passed
     assert check(result, "schema").outcome is Outcome.FAILED
-    assert (
-        "check 'schema' failed (schema_events_count=1; missing columns: email)"
-        in result.failure_message()
-    )
+    assert "check 'schema' failed (schema_events_count=1; missing columns: email)" in result.failure_message()
 
 
 def test_wrong_decimal_precision_fails_schema_check(
@@ -230,10 +226,7 @@ def test_wrong_decimal_precision_fails_schema_check(
     result = verify_contract(CHECKS_DIR / "raw/shop/products.yml", DATASOURCE)
 
     assert check(result, "schema").outcome is Outcome.FAILED
-    assert (
-        "price expected decimal(12,2) got decimal(10,2)"
-        in result.failure_message().lower()
-    )
+    assert "price expected decimal(12,2) got decimal(10,2)" in result.failure_message().lower()
 
 
 def test_extra_dlt_columns_are_allowed_in_raw_but_not_in_marts(
@@ -269,9 +262,7 @@ columns:
 """
 
 
-def test_typo_in_check_type_fails_loudly(
-    make_warehouse: WarehouseFactory, tmp_path: Path
-) -> None:
+def test_typo_in_check_type_fails_loudly(make_warehouse: WarehouseFactory, tmp_path: Path) -> None:
     make_warehouse()
     result = verify_contract(write_contract(tmp_path, TYPO_CHECK_TYPE), DATASOURCE)
 
@@ -292,9 +283,7 @@ def test_typo_in_check_type_fails_even_without_schema_validation(
     assert "Invalid check type 'row_cont'" in (result.error or "")
 
 
-def test_typo_in_check_option_fails_loudly(
-    make_warehouse: WarehouseFactory, tmp_path: Path
-) -> None:
+def test_typo_in_check_option_fails_loudly(make_warehouse: WarehouseFactory, tmp_path: Path) -> None:
     """Soda silently ignores unknown keys; a dropped `allow_extra_columns` would change the verdict."""
     make_warehouse()
     contract = write_contract(
@@ -321,16 +310,12 @@ columns:
 
 def test_invalid_yaml_fails(make_warehouse: WarehouseFactory, tmp_path: Path) -> None:
     make_warehouse()
-    result = verify_contract(
-        write_contract(tmp_path, "dataset: [unclosed\n"), DATASOURCE
-    )
+    result = verify_contract(write_contract(tmp_path, "dataset: [unclosed\n"), DATASOURCE)
     assert not result.passed
     assert "not valid YAML" in (result.error or "")
 
 
-def test_contract_for_missing_table_fails(
-    make_warehouse: WarehouseFactory, tmp_path: Path
-) -> None:
+def test_contract_for_missing_table_fails(make_warehouse: WarehouseFactory, tmp_path: Path) -> None:
     make_warehouse()
     contract = write_contract(
         tmp_path,
@@ -348,24 +333,20 @@ columns:
     result = verify_contract(contract, DATASOURCE)
 
     assert not result.passed
-    assert result.dataset == "no_such_table"
+    assert result.dataset == "raw_shop.no_such_table"
     assert result.checks and all(c.outcome is Outcome.ERROR for c in result.checks)
     assert "does not exist" in (result.error or "")
-    assert "table no_such_table" in result.failure_message()
+    assert "table raw_shop.no_such_table" in result.failure_message()
 
 
-def test_missing_contract_file_fails(
-    make_warehouse: WarehouseFactory, tmp_path: Path
-) -> None:
+def test_missing_contract_file_fails(make_warehouse: WarehouseFactory, tmp_path: Path) -> None:
     make_warehouse()
     result = verify_contract(tmp_path / "nope.yml", DATASOURCE)
     assert not result.passed
     assert "not found" in (result.error or "")
 
 
-def test_not_evaluated_counts_as_failure(
-    make_warehouse: WarehouseFactory, tmp_path: Path
-) -> None:
+def test_not_evaluated_counts_as_failure(make_warehouse: WarehouseFactory, tmp_path: Path) -> None:
     """A catalog in the qualifier is the real trap: data checks pass, the schema check is skipped.
 
     Soda's DuckDB dialect reads the first prefix as the schema, so the schema check looks
@@ -459,10 +440,10 @@ def test_run_contracts_verifies_all_before_raising(
     message = str(failure.value)
     assert message.startswith("2 of 7 raw contracts failed:")
     assert (
-        "table charges, check 'schema' failed (schema_events_count=1; missing columns: paid)"
+        "table raw_stripe.charges, check 'schema' failed (schema_events_count=1; missing columns: paid)"
         in message
     )
-    assert "table products, check 'missing id' failed (missing_count=1)" in message
+    assert "table raw_shop.products, check 'missing id' failed (missing_count=1)" in message
     assert len(failure.value.results) == 7
 
 
@@ -471,7 +452,7 @@ def test_run_contracts_returns_results_when_all_pass(
 ) -> None:
     make_warehouse()
     results = run_contracts.fn("marts", DATASOURCE)
-    assert [r.dataset for r in results] == ["dim_customers", "fct_orders"]
+    assert [r.dataset for r in results] == ["analytics_marts.dim_customers", "analytics_marts.fct_orders"]
 
 
 def test_run_contracts_rejects_unknown_layer_and_empty_dirs(tmp_path: Path) -> None:
@@ -484,17 +465,14 @@ def test_run_contracts_rejects_unknown_layer_and_empty_dirs(tmp_path: Path) -> N
 def test_failure_message_format() -> None:
     result = ContractResult(
         contract=CHECKS_DIR / "marts/fct_orders.yml",
-        dataset="fct_orders",
+        dataset="analytics_marts.fct_orders",
         passed=False,
         checks=[
-            CheckRecord(
-                "No missing values", "missing", "id", Outcome.FAILED, "missing_count", 3
-            ),
-            CheckRecord(
-                "Row count", "row_count", None, Outcome.PASSED, "row_count", 10
-            ),
+            CheckRecord("No missing values", "missing", "id", Outcome.FAILED, "missing_count", 3),
+            CheckRecord("Row count", "row_count", None, Outcome.PASSED, "row_count", 10),
         ],
     )
     assert result.failure_message() == (
-        "contract checks/marts/fct_orders.yml failed: table fct_orders, check 'missing id' failed (missing_count=3)"
+        "contract checks/marts/fct_orders.yml failed: table analytics_marts.fct_orders, "
+        "check 'missing id' failed (missing_count=3)"
     )

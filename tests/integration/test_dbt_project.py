@@ -229,51 +229,51 @@ def test_dbt_build_produces_expected_marts(warehouse: Path, tmp_path: Path) -> N
     assert charges[0]["created_at"].timestamp() == 1707559500
 
 
-def test_prefect_flow_runs_one_task_per_dbt_node(warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_flow_runs_one_task_per_dbt_node(warehouse: Path) -> None:
     from prefect import get_client
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from flows.transform import dbt_build, run_dbt_build
 
-    # the harness's server start can be slow on a busy machine; don't fail on its 30 s default
-    with prefect_test_harness(server_startup_timeout=120):
-        # models and unit tests only keep the Prefect run small; data tests ran above
-        summary = dbt_build(["--select", "+fct_orders", "--exclude", "resource_type:test"])
+    # models and unit tests only keep the Prefect run small; data tests ran above
+    state = dbt_build(["--select", "+fct_orders", "--exclude", "resource_type:test"], return_state=True)
+    summary = state.result()
 
-        with get_client(sync_client=True) as client:
-            task_run_names = sorted(run.name for run in client.read_task_runs())
+    this_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:
+        task_run_names = sorted(run.name for run in client.read_task_runs(flow_run_filter=this_run))
 
-        assert summary.success
-        assert set(summary.built) == {
-            "model.elt.stg_shop__orders",
-            "model.elt.stg_shop__order_items",
-            "model.elt.stg_stripe__charges",
-            "model.elt.stg_stripe__refunds",
-            "model.elt.int_payments__by_order",
-            "model.elt.fct_orders",
-            "unit_test.elt.fct_orders.test_fct_orders_payment_status",
-            "unit_test.elt.int_payments__by_order.test_int_payments__by_order_sums_succeeded_charges_and_refunds",
-        }
-        assert all(node.execution_time > 0 for node in summary.nodes)
-        # prefect-dbt names each node's task "<resource type> <node name>"
-        assert task_run_names == sorted(f"{node.resource_type} {node.name}" for node in summary.nodes)
+    assert summary.success
+    assert set(summary.built) == {
+        "model.elt.stg_shop__orders",
+        "model.elt.stg_shop__order_items",
+        "model.elt.stg_stripe__charges",
+        "model.elt.stg_stripe__refunds",
+        "model.elt.int_payments__by_order",
+        "model.elt.fct_orders",
+        "unit_test.elt.fct_orders.test_fct_orders_payment_status",
+        "unit_test.elt.int_payments__by_order.test_int_payments__by_order_sums_succeeded_charges_and_refunds",
+    }
+    assert all(node.execution_time > 0 for node in summary.nodes)
+    # prefect-dbt names each node's task "<resource type> <node name>"
+    assert task_run_names == sorted(f"{node.resource_type} {node.name}" for node in summary.nodes)
 
-        statuses = _rows(
-            warehouse,
-            "select payment_status from analytics_marts.fct_orders order by order_id",
-        )
-        assert [r["payment_status"] for r in statuses] == [
-            "paid",
-            "refunded",
-            "partially_refunded",
-            "unpaid",
-        ]
+    statuses = _rows(
+        warehouse,
+        "select payment_status from analytics_marts.fct_orders order by order_id",
+    )
+    assert [r["payment_status"] for r in statuses] == [
+        "paid",
+        "refunded",
+        "partially_refunded",
+        "unpaid",
+    ]
 
-        # a duplicate order id must fail the build and name the failing test
-        with duckdb.connect(str(warehouse)) as con:
-            con.execute("insert into raw_shop.orders select * from raw_shop.orders where id = 104")
-        with pytest.raises(DbtBuildError) as excinfo:
-            run_dbt_build(["--select", "stg_shop__orders", "--indirect-selection", "cautious"])
-        assert "test.elt.unique_stg_shop__orders_order_id" in str(excinfo.value)
-        assert excinfo.value.summary.built[0] == "model.elt.stg_shop__orders"
+    # a duplicate order id must fail the build and name the failing test
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("insert into raw_shop.orders select * from raw_shop.orders where id = 104")
+    with pytest.raises(DbtBuildError) as excinfo:
+        run_dbt_build(["--select", "stg_shop__orders", "--indirect-selection", "cautious"])
+    assert "test.elt.unique_stg_shop__orders_order_id" in str(excinfo.value)
+    assert excinfo.value.summary.built[0] == "model.elt.stg_shop__orders"

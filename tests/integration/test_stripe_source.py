@@ -178,9 +178,7 @@ def test_incremental_syncs(
     run(pipeline, stripe_source())
     assert loaded_rows(pipeline) == {"charges": 25}
     assert table_counts(db_path) == {**expected, "charges": N_CHARGES + 25}
-    assert query(db_path, "select count(distinct id) from raw_stripe.charges") == [
-        (N_CHARGES + 25,)
-    ]
+    assert query(db_path, "select count(distinct id) from raw_stripe.charges") == [(N_CHARGES + 25,)]
     assert query(
         db_path,
         "select refunded, amount_refunded from raw_stripe.charges where id = 'ch_000003'",
@@ -193,9 +191,7 @@ def test_incremental_syncs(
             assert API_KEY.encode() not in path.read_bytes(), path
 
 
-def test_schema_shape(
-    base_url: str, make_pipeline: PipelineFactory, db_path: Path
-) -> None:
+def test_schema_shape(base_url: str, make_pipeline: PipelineFactory, db_path: Path) -> None:
     pipeline = make_pipeline("stripe_shape")
     run(pipeline, stripe_source(api_key=API_KEY, base_url=base_url))
 
@@ -234,8 +230,7 @@ def test_schema_shape(
     ]
     assert query(
         db_path,
-        "select metadata->>'shop_customer_id', email from raw_stripe.customers "
-        "where id = 'cus_000042'",
+        "select metadata->>'shop_customer_id', email from raw_stripe.customers where id = 'cus_000042'",
     ) == [("42", "customer42@example.com")]
     assert query(
         db_path,
@@ -261,14 +256,10 @@ def test_initial_created_and_small_pages(
     run(pipeline, source)
     assert loaded_rows(pipeline) == {"charges": 40}
     assert store.requests_served - served == 6  # ceil(40 / 7)
-    assert query(db_path, "select min(id), max(id) from raw_stripe.charges") == [
-        ("ch_000320", "ch_000359")
-    ]
+    assert query(db_path, "select min(id), max(id) from raw_stripe.charges") == [("ch_000320", "ch_000359")]
 
 
-def test_wrong_api_key_fails_without_leaking_it(
-    base_url: str, make_pipeline: PipelineFactory
-) -> None:
+def test_wrong_api_key_fails_without_leaking_it(base_url: str, make_pipeline: PipelineFactory) -> None:
     bad_key = "sk_test_this_is_not_the_right_key_9876"
     pipeline = make_pipeline("stripe_bad_key")
     with pytest.raises(PipelineStepFailed) as info:
@@ -286,9 +277,7 @@ def test_wrong_api_key_fails_without_leaking_it(
 
 def test_missing_api_key_names_the_setting(make_pipeline: PipelineFactory) -> None:
     with pytest.raises(Exception, match="SOURCES__STRIPE__API_KEY"):
-        make_pipeline("stripe_no_key").extract(
-            stripe_source(base_url="http://127.0.0.1:1")
-        )
+        make_pipeline("stripe_no_key").extract(stripe_source(base_url="http://127.0.0.1:1"))
     with pytest.raises(StripeAuthError, match="SOURCES__STRIPE__API_KEY"):
         stripe_source(api_key="  ", base_url="http://127.0.0.1:1")
 
@@ -302,9 +291,7 @@ def _closed_port() -> int:
 def test_unreachable_server_names_base_url(make_pipeline: PipelineFactory) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     pipeline = make_pipeline("stripe_unreachable")
-    source = stripe_source(
-        api_key=API_KEY, base_url=url, max_retries=1, backoff_factor=0.01
-    )
+    source = stripe_source(api_key=API_KEY, base_url=url, max_retries=1, backoff_factor=0.01)
     with pytest.raises(PipelineStepFailed) as info:
         run(pipeline, source)
     message = str(info.value)
@@ -323,9 +310,7 @@ def test_rate_limits_and_5xx_are_retried(
     store.fail_next(2, status=429, retry_after=0.05)
     store.fail_next(1, status=503)
     pipeline = make_pipeline("stripe_retries")
-    run(
-        pipeline, stripe_source(api_key=API_KEY, base_url=base_url, backoff_factor=0.01)
-    )
+    run(pipeline, stripe_source(api_key=API_KEY, base_url=base_url, backoff_factor=0.01))
     assert table_counts(db_path) == {
         "customers": N_CUSTOMERS,
         "charges": N_CHARGES,

@@ -74,9 +74,7 @@ def api(store: StripeStore) -> Iterator[tuple[str, requests.Session]]:
         yield url, session
 
 
-def _list(
-    api: tuple[str, requests.Session], kind: str = "charges", **params: Any
-) -> requests.Response:
+def _list(api: tuple[str, requests.Session], kind: str = "charges", **params: Any) -> requests.Response:
     url, session = api
     return session.get(f"{url}/v1/{kind}", params=params, timeout=5)
 
@@ -94,10 +92,7 @@ def _walk(api: tuple[str, requests.Session], **params: Any) -> list[dict[str, An
 
 
 def _expected_order(objs: list[dict[str, Any]]) -> list[str]:
-    return [
-        o["id"]
-        for o in sorted(objs, key=lambda o: (o["created"], o["id"]), reverse=True)
-    ]
+    return [o["id"] for o in sorted(objs, key=lambda o: (o["created"], o["id"]), reverse=True)]
 
 
 def test_list_shape_and_default_limit(api: tuple[str, requests.Session]) -> None:
@@ -116,9 +111,7 @@ def test_list_shape_and_default_limit(api: tuple[str, requests.Session]) -> None
     assert first["metadata"] == {"order_id": "249"}
 
 
-def test_newest_first_with_id_tiebreak(
-    api: tuple[str, requests.Session], store: StripeStore
-) -> None:
+def test_newest_first_with_id_tiebreak(api: tuple[str, requests.Session], store: StripeStore) -> None:
     objs = _walk(api, limit=100)
     ids = [o["id"] for o in objs]
     assert ids == _expected_order(objs)
@@ -130,9 +123,7 @@ def test_newest_first_with_id_tiebreak(
 
 
 @pytest.mark.parametrize("limit", [1, 7, 100])
-def test_starting_after_walks_everything_once(
-    api: tuple[str, requests.Session], limit: int
-) -> None:
+def test_starting_after_walks_everything_once(api: tuple[str, requests.Session], limit: int) -> None:
     objs = _walk(api, limit=limit)
     assert [o["id"] for o in objs] == [f"ch_{i:05d}" for i in reversed(range(250))]
 
@@ -167,12 +158,8 @@ def test_created_filters(api: tuple[str, requests.Session]) -> None:
         return [o["id"] for o in _walk(api, limit=100, **params)]
 
     # created = T0 + i // 3  ->  T0+10 holds ch_00030..ch_00032
-    assert ids(**{"created[gte]": T0 + 80}) == [
-        f"ch_{i:05d}" for i in range(249, 239, -1)
-    ]
-    assert ids(**{"created[gt]": T0 + 80}) == [
-        f"ch_{i:05d}" for i in range(249, 242, -1)
-    ]
+    assert ids(**{"created[gte]": T0 + 80}) == [f"ch_{i:05d}" for i in range(249, 239, -1)]
+    assert ids(**{"created[gt]": T0 + 80}) == [f"ch_{i:05d}" for i in range(249, 242, -1)]
     assert ids(**{"created[lte]": T0 + 1}) == [f"ch_{i:05d}" for i in range(5, -1, -1)]
     assert ids(**{"created[lt]": T0 + 1}) == ["ch_00002", "ch_00001", "ch_00000"]
     assert ids(created=T0 + 10) == ["ch_00032", "ch_00031", "ch_00030"]
@@ -274,9 +261,7 @@ def test_empty_kind(api: tuple[str, requests.Session]) -> None:
     }
 
 
-def test_store_add_update_and_copies(
-    api: tuple[str, requests.Session], store: StripeStore
-) -> None:
+def test_store_add_update_and_copies(api: tuple[str, requests.Session], store: StripeStore) -> None:
     refund = {
         "id": "re_00001",
         "amount": 500,
@@ -328,9 +313,7 @@ def test_new_objects_do_not_disturb_running_pagination(
     assert ids == [f"ch_{i:05d}" for i in reversed(range(250))]
 
 
-def test_injected_faults_carry_retry_after(
-    api: tuple[str, requests.Session], store: StripeStore
-) -> None:
+def test_injected_faults_carry_retry_after(api: tuple[str, requests.Session], store: StripeStore) -> None:
     store.fail_next(1, status=429, retry_after=2)
     store.fail_next(1, status=503)
     resp = _list(api)
@@ -354,9 +337,7 @@ def test_concurrent_clients(store: StripeStore) -> None:
     assert results == [store.ids("charges")] * 8
 
 
-def test_server_binds_loopback_and_stops(
-    store: StripeStore, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_server_binds_loopback_and_stops(store: StripeStore, capfd: pytest.CaptureFixture[str]) -> None:
     with serve_stripe(store, API_KEY) as url:
         parts = urlsplit(url)
         assert parts.hostname == "127.0.0.1"

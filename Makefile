@@ -1,0 +1,48 @@
+# The README's commands. Everything installs into .venv from uv.lock; nothing else
+# is needed on the machine (PostgreSQL comes from the pgserver wheel).
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
+VENV := .venv/bin
+
+.PHONY: help uv install install-dev demo run test lint format bench clean
+
+help:
+	@echo "make demo    install, start the local stand-ins, run the full ELT on DuckDB"
+	@echo "make test    install dev dependencies, lint, run the whole test suite offline"
+	@echo "make run     run the ELT flow against the configured sources and warehouse"
+	@echo "make lint    ruff check + ruff format --check"
+	@echo "make bench   print the speed figures (name: value)"
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+install: uv
+	$(UV) sync --frozen --no-dev
+
+install-dev: uv
+	$(UV) sync --frozen
+
+demo: install
+	$(VENV)/elt demo
+
+run: install
+	$(VENV)/elt run
+
+lint: install-dev
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+format: install-dev
+	$(VENV)/ruff check --fix .
+	$(VENV)/ruff format .
+
+test: lint
+	$(VENV)/pytest
+
+bench: install
+	$(VENV)/python -m bench.run
+
+clean:
+	rm -rf data .pytest_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""Test-wide isolation: every tool's state goes to a temporary folder, telemetry is off,
+and one Prefect test server serves the whole session (it costs seconds to start)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports flows.config, dlt, Prefect or Soda: keep them off the
+# network and out of the repository's data/ folder.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="elt-tests-"))
+os.environ["ELT_DATA_DIR"] = str(_SESSION_DIR / "data")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+from flows.config import apply_runtime_environment  # noqa: E402
+
+apply_runtime_environment()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A real, temporary Prefect API (SQLite) shared by every test that runs flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)

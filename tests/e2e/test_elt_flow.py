@@ -1,0 +1,142 @@
+"""The whole ELT flow, for real: PostgreSQL and the Stripe stand-in on 127.0.0.1, dlt into
+a DuckDB file, dbt through prefect-dbt, Soda contracts, all inside Prefect runs.
+
+The runs build on each other (first load → unchanged re-run on a fresh worker →
+source changes → unreachable source), so they share one module-scoped set-up.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.config import load_settings
+from flows.demo import DemoSources, demo_sources, environment, shop_db
+from flows.elt import EltRunFailed, elt
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
+
+N_ORDERS = 3_000
+RAW_TABLES = [
+    "raw_shop.customers",
+    "raw_shop.products",
+    "raw_shop.orders",
+    "raw_shop.order_items",
+    "raw_stripe.customers",
+    "raw_stripe.charges",
+    "raw_stripe.refunds",
+]
+MART_TABLES = ["analytics_marts.dim_customers", "analytics_marts.fct_orders"]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSources]:
+    workdir = tmp_path_factory.mktemp("e2e")
+    warehouse = {"ELT_DUCKDB_PATH": str(workdir / "warehouse.duckdb")}
+    with (
+        demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo,
+        environment(demo.environment() | warehouse),
+    ):
+        yield demo
+
+
+def counts(path: Path) -> dict[str, int]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {
+            table: con.execute(f"select count(*) from {table}").fetchone()[0]
+            for table in RAW_TABLES + MART_TABLES
+        }
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def first_run(sources: DemoSources) -> dict[str, int]:
+    summary = elt()
+    assert summary.ok, summary.error
+    return counts(load_settings().duckdb_path)
+
+
+def test_first_run_loads_raw_and_builds_marts(first_run: dict[str, int]) -> None:
+    # GIVEN a fresh warehouse WHEN the flow runs THEN every raw and mart table has rows
+    assert all(rows > 0 for rows in first_run.values()), first_run
+    assert first_run["raw_shop.orders"] == N_ORDERS
+    assert first_run["analytics_marts.fct_orders"] == N_ORDERS
+    paid = query(
+        load_settings().duckdb_path,
+        "select count(*) from analytics_marts.fct_orders where payment_status = 'paid'",
+    )[0][0]
+    assert paid > N_ORDERS / 2
+
+
+def test_rerun_on_fresh_worker_loads_nothing(first_run: dict[str, int]) -> None:
+    # GIVEN a worker whose local dlt folders are gone (state must come from the warehouse)
+    settings = load_settings()
+    shutil.rmtree(settings.pipelines_dir)
+    # WHEN the flow runs over unchanged sources
+    summary = elt()
+    # THEN nothing is loaded and every table keeps its row count
+    assert summary.rows_loaded == 0, summary.table_rows()
+    assert counts(settings.duckdb_path) == first_run
+
+
+def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run: dict[str, int]) -> None:
+    # GIVEN new paid orders, updated customers and their Stripe charges
+    changes = shop_db.simulate_business(sources.shop_admin_dsn, n_new_orders=4, n_updated_customers=3)
+    sources.stripe.extend("charges", changes.new_charges)
+    # WHEN the flow runs
+    summary = elt()
+    # THEN exactly the changed rows are loaded
+    loaded = {f"{r.dataset}.{table}": rows for r in summary.ingests for table, rows in r.rows.items()}
+    assert loaded == {
+        "raw_shop.orders": 4,
+        "raw_shop.order_items": 4,
+        "raw_shop.customers": 3,
+        "raw_stripe.charges": 4,
+    }
+    path = load_settings().duckdb_path
+    after = counts(path)
+    assert after["raw_shop.orders"] == first_run["raw_shop.orders"] + 4
+    assert after["raw_shop.customers"] == first_run["raw_shop.customers"]  # merged, not appended
+    # AND the marts reflect them
+    new_ids = ", ".join(map(str, changes.new_orders))
+    statuses = query(
+        path, f"select payment_status from analytics_marts.fct_orders where order_id in ({new_ids})"
+    )
+    assert sorted(s for (s,) in statuses) == ["paid"] * 4
+    updated_ids = ", ".join(map(str, changes.updated_customers))
+    countries = query(
+        path, f"select country from analytics_marts.dim_customers where customer_id in ({updated_ids})"
+    )
+    assert [c for (c,) in countries] == ["NZ"] * 3
+
+
+def test_unreachable_source_fails_with_one_line_and_touches_nothing(
+    sources: DemoSources, first_run: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = load_settings().duckdb_path
+    before = counts(path)
+    # GIVEN the shop database URL points at a port nobody listens on, and no retries
+    monkeypatch.setenv("SOURCES__SHOP__CREDENTIALS", "postgresql://elt_reader@127.0.0.1:9/shop")
+    monkeypatch.setenv("ELT_INGEST_RETRIES", "0")
+    # WHEN the flow runs through the CLI
+    result = CliRunner().invoke(app, ["run", "--source", "shop"])
+    # THEN it exits non-zero with one line naming the source and its setting
+    assert result.exit_code == 1
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.output
+    assert "source shop" in error_lines[0]
+    assert "sources.shop.credentials" in error_lines[0]
+    # AND nothing already loaded changed
+    assert counts(path) == before
+    with pytest.raises(EltRunFailed):
+        elt(sources=["shop"])
