@@ -23,9 +23,10 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from dlt_sources.common.http import ApiError
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.shop import shop_source
-from dlt_sources.stripe import StripeAPIError, stripe_source
+from dlt_sources.stripe import stripe_source
 from flows.config import LOADER_FILE_FORMAT, Settings
 
 # Source name -> factory of the dlt source. The name is also the dataset suffix
@@ -34,8 +35,6 @@ SOURCES: dict[str, Callable[[], Any]] = {
     "shop": shop_source,
     "stripe": stripe_source,
 }
-
-TRANSIENT_HTTP_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 @dataclass
@@ -135,7 +134,7 @@ def is_transient(exc: BaseException) -> bool:
     error = source_error_in(exc)
     if isinstance(error, SourceUnreachable):
         return True
-    return isinstance(error, StripeAPIError) and error.status in TRANSIENT_HTTP_STATUSES
+    return isinstance(error, ApiError) and error.transient
 
 
 def _retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:

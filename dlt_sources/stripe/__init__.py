@@ -20,24 +20,9 @@ import dlt
 from dlt.sources import DltResource
 
 from . import settings
-from .helpers import (
-    Page,
-    StripeAPIError,
-    StripeAuthError,
-    StripeClient,
-    StripeConnectionError,
-    StripeSourceError,
-    validate_settings,
-)
+from .helpers import Page, StripeClient
 
-__all__ = [
-    "StripeAPIError",
-    "StripeAuthError",
-    "StripeClient",
-    "StripeConnectionError",
-    "StripeSourceError",
-    "stripe_source",
-]
+__all__ = ["StripeClient", "stripe_source"]
 
 # Declared types keep the raw schema stable for dbt: a column is created even when a
 # sync sees only nulls (e.g. no charge has a `description` yet), `created` stays an int
@@ -108,7 +93,7 @@ def stripe_source(
     if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}")
     # Fail fast on an empty key / malformed URL before any resource runs.
-    validate_settings(api_key, base_url)
+    StripeClient(api_key, base_url).close()
 
     def list_objects(
         endpoint: str,

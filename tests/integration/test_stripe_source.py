@@ -17,13 +17,9 @@ import duckdb
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from dlt_sources.stripe import (
-    StripeAPIError,
-    StripeAuthError,
-    StripeClient,
-    StripeConnectionError,
-    stripe_source,
-)
+from dlt_sources.common.http import ApiAuthError, ApiError
+from dlt_sources.errors import SourceError, SourceUnreachable
+from dlt_sources.stripe import StripeClient, stripe_source
 from flows.demo.stripe_api import StripeStore, serve_stripe
 
 API_KEY = "sk_test_integration_4242"
@@ -272,13 +268,13 @@ def test_wrong_api_key_fails_without_leaking_it(base_url: str, make_pipeline: Pi
     full = "".join(traceback.format_exception(info.value))
     assert bad_key not in full
     assert bad_key[-8:] not in full
-    assert isinstance(info.value.__cause__.__cause__, StripeAuthError)
+    assert isinstance(info.value.__cause__.__cause__, ApiAuthError)
 
 
 def test_missing_api_key_names_the_setting(make_pipeline: PipelineFactory) -> None:
     with pytest.raises(Exception, match="SOURCES__STRIPE__API_KEY"):
         make_pipeline("stripe_no_key").extract(stripe_source(base_url="http://127.0.0.1:1"))
-    with pytest.raises(StripeAuthError, match="SOURCES__STRIPE__API_KEY"):
+    with pytest.raises(ApiAuthError, match="SOURCES__STRIPE__API_KEY"):
         stripe_source(api_key="  ", base_url="http://127.0.0.1:1")
 
 
@@ -300,8 +296,10 @@ def test_unreachable_server_names_base_url(make_pipeline: PipelineFactory) -> No
     assert f"{url}/v1/" in message
     assert API_KEY not in "".join(traceback.format_exception(info.value))
 
-    with pytest.raises(StripeConnectionError, match=r"sources\.stripe\.base_url"):
+    # a malformed URL is a setting to fix, not an outage: a plain (non-retried) SourceError
+    with pytest.raises(SourceError, match=r"sources\.stripe\.base_url") as bad_url:
         stripe_source(api_key=API_KEY, base_url="api.stripe.com")
+    assert not isinstance(bad_url.value, SourceUnreachable)
 
 
 def test_rate_limits_and_5xx_are_retried(
@@ -334,15 +332,16 @@ def test_client_backoff_honours_retry_after(store: StripeStore, base_url: str) -
         pages = list(client.paginate("refunds", {"created[gte]": 0}, page_size=100))
         assert sum(len(p) for p in pages) == N_REFUNDS
         assert API_KEY not in repr(client)
-    assert sleeps == [1.5, 0.5, 10]
+    # Retry-After wins (and is capped by max_backoff); otherwise 0.25 * 2**1 with jitter
+    assert sleeps[0] == 1.5 and 0.25 <= sleeps[1] <= 0.5 and sleeps[2] == 10
 
     store.fail_next(3, status=503)
     with StripeClient(API_KEY, base_url, max_retries=2, sleep=sleeps.append) as client:
-        with pytest.raises(StripeAPIError, match="HTTP 503 after 3 attempts") as info:
+        with pytest.raises(ApiError, match="HTTP 503 after 3 attempts") as info:
             client.get_json("/v1/charges")
         assert info.value.status == 503
 
     with StripeClient(API_KEY, base_url, sleep=sleeps.append) as client:
-        with pytest.raises(StripeAPIError, match="No such charge") as info:
+        with pytest.raises(ApiError, match="No such charge") as info:
             client.get_json("/v1/charges", {"starting_after": "ch_missing"})
         assert info.value.status == 400

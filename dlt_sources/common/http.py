@@ -1,0 +1,234 @@
+"""The HTTP client every API source uses: retries, backoff and errors that name settings.
+
+Why one client: each SaaS source needs the same behaviour — 429/5xx/timeouts and
+truncated or invalid JSON bodies retried with exponential backoff that honours
+``Retry-After``; 401/403 failing at once; messages that name the source and the
+setting to fix but never a secret (neither the credential nor secrets in query
+strings). A source subclasses :class:`ApiClient` only for its own quirks
+(error body shape, vendor retry hints, pagination).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import requests
+
+from dlt_sources.errors import SourceError, SourceUnreachable
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+AUTH_STATUSES = frozenset({401, 403})
+
+
+class ApiError(SourceError):
+    """An API answered with an error that outlasted the retries (or is not retryable)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        return self.status in RETRY_STATUSES
+
+
+class ApiAuthError(SourceError):
+    """The API rejected the credential (401/403): retrying cannot help."""
+
+
+class ApiUnreachable(SourceUnreachable):
+    """The API could not be reached (DNS, refused, timeout) after all retries."""
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Names used in error messages: what a person must look at to fix a failure."""
+
+    source: str
+    credential_setting: str
+    base_url_setting: str
+
+    @staticmethod
+    def env_name(setting: str) -> str:
+        return setting.upper().replace(".", "__")
+
+    def credential_hint(self) -> str:
+        return f"`{self.credential_setting}` (env {self.env_name(self.credential_setting)})"
+
+    def base_url_hint(self) -> str:
+        return f"`{self.base_url_setting}` (env {self.env_name(self.base_url_setting)})"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def safe_url(url: str) -> str:
+    """The URL without its query string, which may carry tokens."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+class ApiClient:
+    """A ``requests.Session`` with retries, backoff and setting-naming errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        names: SourceSettings,
+        *,
+        headers: Mapping[str, str] | None = None,
+        secrets: Iterable[str] = (),
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        backoff_factor: float = 0.5,
+        max_backoff: float = 30.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not base_url or not base_url.startswith(("http://", "https://")):
+            raise SourceError(
+                f"{names.source} source: {names.base_url_hint()} must be an http(s) URL, got {base_url!r}."
+            )
+        self.base_url = base_url.rstrip("/")
+        self.names = names
+        self.timeout = timeout
+        self.max_retries = max(0, max_retries)
+        self.backoff_factor = backoff_factor
+        self.max_backoff = max_backoff
+        self._secrets = [secret for secret in secrets if secret]
+        self._sleep = sleep
+        self.session = session or requests.Session()
+        self.session.headers.update({"Accept": "application/json", **(headers or {})})
+        self.requests_made = 0
+
+    def __repr__(self) -> str:
+        """Never show credentials, e.g. in tracebacks that render locals."""
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def url_for(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path  # e.g. a `Link: rel="next"` URL
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok_statuses: frozenset[int] = frozenset(),
+    ) -> tuple[requests.Response, Any]:
+        """GET with retries; returns the response and its decoded JSON body.
+
+        Statuses in ``ok_statuses`` (e.g. 304 for a conditional request) return
+        ``(response, None)`` without decoding.
+        """
+        url = self.url_for(path)
+        attempt = 0
+        while True:
+            problem: str
+            retry_after: float | None = None
+            try:
+                self.requests_made += 1
+                response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = type(exc).__name__
+                if attempt >= self.max_retries:
+                    raise ApiUnreachable(
+                        f"{self.names.source} source: could not reach {safe_url(url)} after "
+                        f"{attempt + 1} attempt(s) ({problem}); check {self.names.base_url_hint()} "
+                        "and network access."
+                    ) from None
+            else:
+                status = response.status_code
+                if status in ok_statuses:
+                    return response, None
+                if 200 <= status < 300:
+                    try:
+                        return response, orjson.loads(response.content)
+                    except orjson.JSONDecodeError:
+                        # A truncated or garbled body: the next attempt usually succeeds.
+                        problem = f"invalid JSON body ({len(response.content)} bytes)"
+                        if attempt >= self.max_retries:
+                            raise ApiError(
+                                f"{self.names.source} source: GET {safe_url(url)} returned {problem} "
+                                f"after {attempt + 1} attempt(s)",
+                                status=status,
+                            ) from None
+                elif status in AUTH_STATUSES and not self.is_rate_limited(response):
+                    raise ApiAuthError(
+                        f"{self.names.source} source: {safe_url(url)} answered HTTP {status} "
+                        f"({self.error_text(response)}); check the credential {self.names.credential_hint()}."
+                    )
+                elif self.should_retry(response) and attempt < self.max_retries:
+                    problem = f"HTTP {status}"
+                    retry_after = self.retry_after(response)
+                else:
+                    tried = f" after {attempt + 1} attempts" if attempt else ""
+                    raise ApiError(
+                        f"{self.names.source} source: GET {safe_url(url)} failed with HTTP {status}{tried}: "
+                        f"{self.error_text(response)}",
+                        status=status,
+                    )
+            self._sleep(self.backoff(attempt, retry_after))
+            attempt += 1
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.get(path, params)[1]
+
+    # --- hooks a source may override -------------------------------------------------
+    def should_retry(self, response: requests.Response) -> bool:
+        return response.status_code in RETRY_STATUSES or self.is_rate_limited(response)
+
+    def is_rate_limited(self, response: requests.Response) -> bool:
+        """A 403 can be a rate limit rather than an auth failure (GitHub does this)."""
+        return False
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        return parse_retry_after(response.headers.get("Retry-After"))
+
+    def error_text(self, response: requests.Response) -> str:
+        """A short, redacted description of an error body."""
+        text = response.text[:200] or response.reason or ""
+        return redact(text, self._secrets)
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Server hint if given, else exponential with jitter (so workers don't retry in step)."""
+        if retry_after is not None:
+            return min(self.max_backoff, retry_after)
+        return min(self.max_backoff, self.backoff_factor * (2**attempt) * random.uniform(0.5, 1.0))
