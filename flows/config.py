@@ -2,12 +2,12 @@
 
 Why: the dlt destination, the dbt target and the Soda data source must all point
 at the same warehouse with the same credentials. ``ELT_WAREHOUSE`` picks it;
-credentials are read once, through dlt's config providers (environment variables
-or ``.dlt/secrets.toml``), and handed to dbt and Soda as process environment
+credentials are read once, through dlt's config providers (environment variables,
+``.dlt/secrets.toml``, or Prefect Secret blocks, see ``flows/secrets.py``), and handed to dbt and Soda as process environment
 variables that ``transform/profiles.yml`` and ``checks/datasources/*.yml`` read.
 No tool keeps a second copy of a secret.
 
-This module never imports Prefect, so sources, tests and the CLI can use it.
+This module imports Prefect only when Prefect Secret blocks are switched on.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from flows.secrets import use_prefect_secret_blocks
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 TRANSFORM_DIR = PROJECT_DIR / "transform"
@@ -152,6 +154,7 @@ LOADER_FILE_FORMAT = "parquet"
 def load_settings(warehouse: str | None = None) -> Settings:
     """Resolve the warehouse (argument, else ``ELT_WAREHOUSE``, else DuckDB) and its credentials."""
     apply_runtime_environment()
+    use_prefect_secret_blocks()
     chosen = Warehouse.parse(warehouse or os.environ.get("ELT_WAREHOUSE") or "duckdb")
     duckdb_path = Path(os.environ.get("ELT_DUCKDB_PATH") or data_dir() / "warehouse.duckdb").resolve()
     return Settings(
