@@ -2,8 +2,9 @@
 
 Why: the dlt destination, the dbt target and the Soda data source must all point
 at the same warehouse with the same credentials. ``ELT_WAREHOUSE`` picks it;
-credentials are read once, through dlt's config providers (environment variables,
-``.dlt/secrets.toml``, or Prefect Secret blocks, see ``flows/secrets.py``), and handed to dbt and Soda as process environment
+credentials are read once, through dlt's config providers (environment
+variables, ``.dlt/secrets.toml``, or Prefect Secret blocks, see
+``flows/secrets.py``), and handed to dbt and Soda as process environment
 variables that ``transform/profiles.yml`` and ``checks/datasources/*.yml`` read.
 No tool keeps a second copy of a secret.
 
