@@ -82,6 +82,8 @@ def _run(args: list[str], user: pwd.struct_passwd | None, timeout: float = 60, c
     result = subprocess.run(
         args,
         check=False,
+        # The service user may not be able to enter the caller's working directory.
+        cwd="/",
         user=user.pw_uid if user else None,
         group=user.pw_gid if user else None,
         capture_output=True,
