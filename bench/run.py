@@ -5,15 +5,23 @@ in the same run, against the same server and data, turns it into a ratio that te
 much of the source's raw speed our pipeline keeps. Both sources are the local demo
 stand-ins (a real PostgreSQL and the Stripe-compatible HTTP API), seeded with one data set.
 
+The REST figures (``rest_*``) load ``--rest-records`` tickets from the local stand-in
+(flows/demo/rest_api.py) with the declarative source ``dlt_sources/rest/example_tickets.yml``
+(merge into DuckDB via parquet), against a plain requests + orjson + pyarrow loop into
+DuckDB and, on a 100k sample, dlt's ``rest_api`` source with its defaults; each client
+runs in its own process (``bench/rest_worker.py``), which also reports its peak RSS.
+
 Output: one ``name: value`` line per figure on stdout; progress goes to stderr.
-Run from the project root: ``python -m bench.run [--orders N]``.
+Run from the project root: ``python -m bench.run [--orders N] [--rest-records N] [--only rest]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +36,7 @@ import requests
 from flows import config
 from flows.demo import DEMO_STRIPE_KEY, dataset, environment, shop_db, stripe_store_for
 from flows.demo.postgres import running_postgres
+from flows.demo.rest_api import MAX_LIMIT, TicketStore, serve_tickets
 from flows.demo.stripe_api import serve_stripe
 
 SHOP_TABLES = ("customers", "products", "orders", "order_items")
@@ -183,6 +192,78 @@ def bench_stripe(tmp: Path, data: dataset.ShopData) -> Figures:
     }
 
 
+# --------------------------------------------------------------------------- rest
+REST_TOKEN = "bench-tickets-token"
+REST_DLT_DEFAULTS_RECORDS = 100_000
+
+
+def _rest_client(mode: str, base_url: str, workdir: Path, limit: int | None = None) -> dict[str, float]:
+    """One client run in its own process (see bench/rest_worker.py); its JSON result."""
+    command = [sys.executable, "-m", "bench.rest_worker", mode, base_url, REST_TOKEN, str(workdir)]
+    if limit is not None:
+        command.append(str(limit))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"rest bench client {mode!r} failed:\n{done.stderr[-3000:]}")
+    for line in done.stderr.splitlines():
+        if line.startswith("steps:"):
+            log(f"rest: {mode} dlt {line}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_rest(tmp: Path, records: int, repeats: int) -> Figures:
+    """Declarative REST source (example_tickets.yml) vs a plain loop vs dlt's rest_api defaults.
+
+    The stand-in serves from this process; each client runs in a child process, so
+    server and client get a core each and the child's peak memory is its own.
+    Best of ``repeats`` runs for our path and the plain loop, each into a fresh DuckDB.
+    """
+    store = TicketStore(records)
+    log(f"rest: building {records} tickets' pages in the stand-in")
+    pages = range(0, records, MAX_LIMIT)
+    _, warm_s = _timed(lambda: [store.page({"limit": str(MAX_LIMIT), "cursor": str(p)}) for p in pages])
+    log(f"rest: pages ready in {warm_s:.1f}s")
+    best: dict[str, float] = {}
+    peak_mb = 0.0
+    with serve_tickets(store, REST_TOKEN) as base_url:
+
+        def record(mode: str, run: int, limit: int | None = None) -> None:
+            nonlocal peak_mb
+            result = _rest_client(mode, base_url, tmp / f"rest-{mode}-{run}", limit)
+            rate = result["records"] / result["seconds"]
+            log(
+                f"rest: {mode} run {run}: {result['records']:.0f} records in {result['seconds']:.2f}s "
+                f"({rate:,.0f}/s), peak RSS {result['maxrss_mb']:.0f} MB"
+            )
+            expected = records if limit is None else min(limit, records)
+            if result["records"] != expected:
+                log(f"rest: WARNING {mode} loaded {result['records']:.0f} records, expected {expected}")
+            best[mode] = max(best.get(mode, 0.0), rate)
+            if mode == "ours":
+                peak_mb = max(peak_mb, result["maxrss_mb"])
+
+        record("transfer", 0)
+        for run in range(repeats):  # interleaved, so a noisy neighbour hurts both alike
+            record("ours", run)
+            record("plain", run)
+        sample = min(records, REST_DLT_DEFAULTS_RECORDS)
+        log(
+            f"rest: NOTE dlt rest_api with its defaults runs on {sample} records only "
+            "(it needs minutes and GBs for a million); its rate is records/s on that sample"
+        )
+        record("dlt_defaults", 0, sample)
+
+    return {
+        "rest_records_per_s": best["ours"],
+        "rest_plain_loop_records_per_s": best["plain"],
+        "rest_vs_plain_ratio": best["ours"] / best["plain"],
+        "rest_dlt_defaults_records_per_s": best["dlt_defaults"],
+        "rest_vs_dlt_defaults_ratio": best["ours"] / best["dlt_defaults"],
+        "rest_transfer_only_records_per_s": best["transfer"],
+        "rest_peak_memory_mb": peak_mb,
+    }
+
+
 # --------------------------------------------------------------------------- main
 def _format(name: str, value: float) -> str:
     """Rates as whole numbers, ratios to 3 decimals, durations to centiseconds."""
@@ -190,6 +271,8 @@ def _format(name: str, value: float) -> str:
         return f"{value:.0f}"
     if name.endswith("_ratio"):
         return f"{value:.3f}"
+    if name.endswith("_mb"):
+        return f"{value:.0f}"
     return f"{value:.2f}"
 
 
@@ -212,7 +295,20 @@ def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks in one temp dir, removed even when a step fails."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=100_000, help="orders in the generated data set")
+    parser.add_argument(
+        "--rest-records", type=int, default=1_000_000, help="tickets served by the REST stand-in"
+    )
+    parser.add_argument(
+        "--rest-repeats", type=int, default=2, help="runs of our REST path and of the plain loop"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["shop", "stripe", "rest"],
+        help="run only this benchmark (repeatable); default: all",
+    )
     args = parser.parse_args(argv)
+    only = set(args.only or ["shop", "stripe", "rest"])
 
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="elt-bench-"))
@@ -221,13 +317,20 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["ELT_DATA_DIR"] = str(tmp / "data")
         config.apply_runtime_environment()
 
-        log(f"generating data set for {args.orders} orders")
-        data, gen_s = _timed(lambda: dataset.generate(args.orders))
-        log(f"generated in {gen_s:.1f}s")
         _, warm_s = _timed(lambda: warm_up(tmp))
         log(f"dlt warm-up in {warm_s:.1f}s")
 
-        figures = bench_shop(tmp, data) | bench_stripe(tmp, data)
+        figures: Figures = {}
+        if only & {"shop", "stripe"}:
+            log(f"generating data set for {args.orders} orders")
+            data, gen_s = _timed(lambda: dataset.generate(args.orders))
+            log(f"generated in {gen_s:.1f}s")
+            if "shop" in only:
+                figures |= bench_shop(tmp, data)
+            if "stripe" in only:
+                figures |= bench_stripe(tmp, data)
+        if "rest" in only and args.rest_records > 0:
+            figures |= bench_rest(tmp, args.rest_records, max(1, args.rest_repeats))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -88,7 +88,8 @@ def demo(
     console.print(f"starting the demo sources (state in {state}) …")
     with demo_sources(state, n_orders=orders) as sources:
         console.print(
-            f"shop PostgreSQL on 127.0.0.1:{sources.postgres.port}, Stripe stand-in on {sources.stripe_url}"
+            f"shop PostgreSQL on 127.0.0.1:{sources.postgres.port}, Stripe stand-in on {sources.stripe_url}, "
+            f"tickets API on {sources.tickets_url}"
         )
         with environment(sources.environment() | {"ELT_WAREHOUSE": Warehouse.DUCKDB.value}):
             _run_flow(None, Warehouse.DUCKDB.value)

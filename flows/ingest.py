@@ -19,21 +19,28 @@ import dlt
 # Imported up front, in the main thread: dlt imports pyarrow lazily, and two ingest
 # tasks importing it at once in their threads see a half-initialised module.
 import pyarrow  # noqa: F401
+from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dlt_sources.common.http import ApiError
 from dlt_sources.errors import SourceError, SourceUnreachable
+from dlt_sources.github import github_source
+from dlt_sources.rest import declared_sources
 from dlt_sources.shop import shop_source
 from dlt_sources.stripe import stripe_source
 from flows.config import LOADER_FILE_FORMAT, Settings
 
 # Source name -> factory of the dlt source. The name is also the dataset suffix
 # (raw_<name>), the staging folder in transform/ and the folder in checks/raw/.
+# Declarative REST sources (one YAML per API in dlt_sources/rest/) come first, so a
+# YAML can never shadow a Python source of the same name.
 SOURCES: dict[str, Callable[[], Any]] = {
+    **declared_sources(),
     "shop": shop_source,
     "stripe": stripe_source,
+    "github": github_source,
 }
 
 
@@ -81,7 +88,7 @@ def run_source(source: str, settings: Settings) -> IngestResult:
         load_info = pipeline.run(SOURCES[source](), loader_file_format=LOADER_FILE_FORMAT)
     except PipelineStepFailed as exc:
         # dlt wraps the source's own error; surface it so the message names the source.
-        cause = source_error_in(exc)
+        cause = source_error_in(exc) or contract_error_in(source, exc)
         if cause is not None:
             raise cause from exc
         raise
@@ -124,6 +131,23 @@ def source_error_in(exc: BaseException) -> SourceError | None:
     while current is not None and id(current) not in seen:
         if isinstance(current, SourceError):
             return current
+        seen.add(id(current))
+        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
+    return None
+
+
+def contract_error_in(source: str, exc: BaseException) -> SourceError | None:
+    """dlt's schema-contract violation (``schema_policy: freeze``) as a ``SourceError``
+    naming source, table and column; None if the failure was something else."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DataValidationError):
+            return SourceError(
+                f"{source} source: table `{current.table_name}`, column `{current.column_name}` "
+                f"violates the schema policy ({current.schema_entity}: {current.contract_mode}); "
+                f"see `sources.{source}.schema_policy`."
+            )
         seen.add(id(current))
         current = getattr(current, "exception", None) or current.__cause__ or current.__context__
     return None

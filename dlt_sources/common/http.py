@@ -195,6 +195,10 @@ class ApiClient:
                         f"{self.names.source} source: {safe_url(url)} answered HTTP {status} "
                         f"({self.error_text(response)}); check the credential {self.names.credential_hint()}."
                     )
+                elif (pause := self.rate_limit_wait(response)) is not None:
+                    # A rate limit is waited out, not counted as a failed attempt.
+                    self._sleep(pause)
+                    continue
                 elif self.should_retry(response) and attempt < self.max_retries:
                     problem = f"HTTP {status}"
                     retry_after = self.retry_after(response)
@@ -218,6 +222,14 @@ class ApiClient:
     def is_rate_limited(self, response: requests.Response) -> bool:
         """A 403 can be a rate limit rather than an auth failure (GitHub does this)."""
         return False
+
+    def rate_limit_wait(self, response: requests.Response) -> float | None:
+        """Seconds to sit out a rate limit without using up a retry, or None (default).
+
+        A source whose API says exactly when its limit resets (GitHub) returns that wait;
+        it must bound how long and how often it waits (raise to give up).
+        """
+        return None
 
     def retry_after(self, response: requests.Response) -> float | None:
         return parse_retry_after(response.headers.get("Retry-After"))

@@ -1,77 +1,47 @@
-"""dlt source for Stripe `customers`, `charges` and `refunds`.
+"""dlt source for Stripe `customers`, `charges`, `refunds`, `invoices` and the `events` feed.
 
-Each endpoint becomes a merge-on-`id` resource, loaded incrementally on `created`: the
-last seen `created` is sent as `created[gte]` so Stripe does the filtering, and dlt drops
-the boundary rows it already loaded. Nested objects (`metadata`, ...) stay JSON columns
-(`max_table_nesting=0`) and money stays in minor units, exactly as Stripe returns it.
-
-Limitation by design: Stripe never changes `created`, so updates to existing objects
-(a charge later refunded, edited metadata) are not picked up by this cursor; a full
-refresh or an Events-API based resource is needed for that.
+Each object table is merged on `id`. The first sync lists every object by `created`;
+later syncs apply the changes from `GET /v1/events` (each event's `data.object` is the
+object's new state, applied oldest first so the last change wins; `*.deleted` removes
+the row through dlt's `hard_delete` hint). The events themselves land in `events`.
+Pages are parsed with orjson and yielded as Arrow tables with declared types.
+See README.md for the design.
 """
 
-# No `from __future__ import annotations` here: dlt finds the incremental argument of a
-# resource by resolving its annotation at runtime, and a string annotation silently
-# leaves the incremental unbound (IncrementalUnboundError at extract time).
+from __future__ import annotations
+
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import dlt
+import pyarrow as pa
 from dlt.sources import DltResource
 
+from dlt_sources.errors import SourceError
+
+from . import cursor as events_cursor
 from . import settings
-from .helpers import Page, StripeClient
+from .columns import COLUMNS, event_rows, to_arrow
+from .helpers import StripeClient
 
 __all__ = ["StripeClient", "stripe_source"]
 
-# Declared types keep the raw schema stable for dbt: a column is created even when a
-# sync sees only nulls (e.g. no charge has a `description` yet), `created` stays an int
-# and `metadata` stays JSON whatever nesting level a caller configures.
-_BASE_COLUMNS: dict[str, dict[str, Any]] = {
-    "id": {"data_type": "text", "nullable": False},
-    "object": {"data_type": "text"},
-    "created": {"data_type": "bigint", "nullable": False},
-    "livemode": {"data_type": "bool"},
-    "metadata": {"data_type": "json"},
-}
-_COLUMNS: dict[str, dict[str, dict[str, Any]]] = {
-    "customers": {
-        **_BASE_COLUMNS,
-        "email": {"data_type": "text"},
-        "name": {"data_type": "text"},
-    },
-    "charges": {
-        **_BASE_COLUMNS,
-        "amount": {"data_type": "bigint"},
-        "amount_refunded": {"data_type": "bigint"},
-        "currency": {"data_type": "text"},
-        "customer": {"data_type": "text"},
-        "status": {"data_type": "text"},
-        "paid": {"data_type": "bool"},
-        "refunded": {"data_type": "bool"},
-        "description": {"data_type": "text"},
-    },
-    "refunds": {
-        **_BASE_COLUMNS,
-        "amount": {"data_type": "bigint"},
-        "charge": {"data_type": "text"},
-        "currency": {"data_type": "text"},
-        "status": {"data_type": "text"},
-        "reason": {"data_type": "text"},
-    },
-}
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 1_000
+"""Rows per Arrow table when yielding changes collected from the events feed."""
 
 
-def _created_filter(created: dlt.sources.incremental[int]) -> dict[str, int]:
-    """Translate the incremental window into Stripe's `created[...]` list filters."""
-    params: dict[str, int] = {}
-    if created.last_value is not None:
-        op = "gte" if created.range_start == "closed" else "gt"
-        params[f"created[{op}]"] = int(created.last_value)
-    if created.end_value is not None:
-        op = "lte" if created.range_end == "closed" else "lt"
-        params[f"created[{op}]"] = int(created.end_value)
-    return params
+def _now() -> float:
+    """Wall clock of the client (tests move it to simulate a cursor older than 30 days)."""
+    return time.time()
+
+
+def _chunks(rows: list[dict[str, Any]], size: int = CHUNK_ROWS) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 @dlt.source(name="stripe", section="stripe", max_table_nesting=0)
@@ -83,42 +53,132 @@ def stripe_source(
     request_timeout: float = settings.REQUEST_TIMEOUT,
     max_retries: int = settings.MAX_RETRIES,
     backoff_factor: float = settings.BACKOFF_FACTOR,
+    schema_policy: str = settings.SCHEMA_POLICY,
 ) -> list[DltResource]:
-    """Stripe `customers`, `charges`, `refunds` as incremental merge resources.
+    """Stripe objects as merge resources kept current through the events feed.
 
     Config lives under `sources.stripe` (env `SOURCES__STRIPE__API_KEY`,
     `SOURCES__STRIPE__BASE_URL`, ...). `initial_created` (unix seconds) bounds the
-    first sync; later syncs resume from the stored `created` cursor.
+    first (full) sync; `schema_policy` (evolve | freeze | discard) decides what a field
+    that changes type does.
     """
     if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}")
+    policy = (schema_policy or "").strip().lower()
+    if policy not in settings.SCHEMA_POLICIES:
+        raise SourceError(
+            f"stripe source: `{settings.SCHEMA_POLICY_SETTING}` must be one of "
+            f"{', '.join(settings.SCHEMA_POLICIES)}, got {schema_policy!r}."
+        )
     # Fail fast on an empty key / malformed URL before any resource runs.
     StripeClient(api_key, base_url).close()
 
-    def list_objects(
-        endpoint: str,
-        created: dlt.sources.incremental[int],
-    ) -> Iterator[Page]:
-        """Pages of one list endpoint, newest first, filtered server-side by `created`."""
-        with StripeClient(
+    def client() -> StripeClient:
+        return StripeClient(
             api_key,
             base_url,
             timeout=request_timeout,
             max_retries=max_retries,
             backoff_factor=backoff_factor,
-        ) as client:
-            yield from client.paginate(endpoint, _created_filter(created), page_size)
+        )
 
-    return [
+    def read_events(
+        api: StripeClient, since: int | None, types: tuple[str, ...] | None
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {}
+        if since:
+            params["created[gte]"] = since
+        if types:
+            params["types[]"] = list(types)
+        return [event for page in api.paginate("events", params, page_size) for event in page]
+
+    def high_water_mark(api: StripeClient, types: tuple[str, ...]) -> events_cursor.Cursor:
+        """Cursor at the newest matching event, taken *before* a full read: a change made
+        while the objects are being listed is newer, so the next sync applies it."""
+        read_at = _now()
+        newest_first = (
+            event for page in api.paginate("events", {"types[]": list(types)}, page_size) for event in page
+        )
+        # Every event of the newest second goes into `ids` (reading stops at the first
+        # older one): an id left out would be applied, and its object reloaded, next sync.
+        return events_cursor.high_water_mark(newest_first, read_at)
+
+    def objects(endpoint: str) -> Iterator[pa.Table]:
+        object_name = settings.OBJECTS[endpoint]
+        types = settings.EVENT_TYPES[endpoint]
+        state = dlt.current.resource_state()
+        cursor: events_cursor.Cursor | None = state.get("events_cursor")
+        with client() as api:
+            expired = cursor is not None and events_cursor.is_expired(
+                cursor, _now(), settings.EVENT_RETENTION_S, settings.EVENT_RETENTION_MARGIN_S
+            )
+            if cursor is None or expired:
+                if expired:
+                    logger.warning(
+                        "stripe source: the events cursor of `%s` was last read at %s, longer ago than "
+                        "Stripe keeps events (30 days); re-reading every %s by `created` instead. "
+                        "Objects deleted in the gap stay in the raw table until a full refresh.",
+                        endpoint,
+                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cursor["read_at"])),
+                        object_name,
+                    )
+                new_cursor = high_water_mark(api, types)
+                params = {"created[gte]": initial_created} if initial_created else {}
+                for page in api.paginate(endpoint, params, page_size):
+                    yield to_arrow(endpoint, page, policy)
+                state["full_reads"] = int(state.get("full_reads", 0)) + 1
+            else:
+                read_at = _now()
+                applied = events_cursor.new_events(read_events(api, cursor["created"], types), cursor)
+                changes = events_cursor.latest_states(applied, object_name)
+                rows = [
+                    state_ if state_ is not None else {"id": oid, "object": object_name, "deleted": True}
+                    for oid, state_ in changes.items()
+                ]
+                for chunk in _chunks(rows):
+                    yield to_arrow(endpoint, chunk, policy)
+                new_cursor = events_cursor.advance(cursor, applied, read_at)
+        # only reached when every page was read: a failed sync keeps the old cursor
+        state["events_cursor"] = new_cursor
+
+    def events() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state()
+        cursor: events_cursor.Cursor | None = state.get("events_cursor")
+        now = _now()
+        if cursor is not None and events_cursor.is_expired(
+            cursor, now, settings.EVENT_RETENTION_S, settings.EVENT_RETENTION_MARGIN_S
+        ):
+            logger.warning(
+                "stripe source: the `events` cursor is older than Stripe's 30-day retention; "
+                "events in the gap are lost, loading every event Stripe still has."
+            )
+            cursor = None
+        with client() as api:
+            applied = events_cursor.new_events(read_events(api, cursor and cursor["created"], None), cursor)
+            for chunk in _chunks(event_rows(applied)):
+                yield to_arrow("events", chunk, policy)
+        state["events_cursor"] = events_cursor.advance(cursor, applied, now)
+
+    contract = {"data_type": settings.SCHEMA_POLICIES[policy]}
+    resources = [
         dlt.resource(
-            list_objects,
+            objects,
             name=endpoint,
             write_disposition="merge",
             primary_key="id",
-            columns=_COLUMNS.get(endpoint),
-        )(
-            endpoint,
-            created=dlt.sources.incremental("created", initial_value=initial_created),
-        )
+            columns=COLUMNS[endpoint],
+            schema_contract=contract,
+        )(endpoint)
         for endpoint in settings.ENDPOINTS
     ]
+    resources.append(
+        dlt.resource(
+            events,
+            name="events",
+            write_disposition="merge",
+            primary_key="id",
+            columns=COLUMNS["events"],
+            schema_contract=contract,
+        )()
+    )
+    return resources

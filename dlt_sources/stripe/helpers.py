@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import requests
 
-from dlt_sources.common.http import ApiAuthError, ApiClient, SourceSettings, redact
+from dlt_sources.common.http import ApiAuthError, ApiClient, ApiError, SourceSettings, redact
 
 from . import settings
 
@@ -54,14 +54,27 @@ class StripeClient(ApiClient):
         params: Mapping[str, Any] | None = None,
         page_size: int = settings.PAGE_SIZE,
     ) -> Iterator[Page]:
+        """Pages of one list, newest first; each object once per walk.
+
+        Stripe's docs leave room for paging quirks, all handled here: a page that repeats
+        an object of an earlier page (dropped), and ``has_more: true`` followed by an
+        empty page (the walk ends).
+        """
         query: dict[str, Any] = {**(params or {}), "limit": page_size}
+        seen: set[str] = set()
         while True:
             body = self.get_json(f"/v1/{endpoint}", query)
+            if not isinstance(body, dict) or body.get("object") != "list":
+                raise ApiError(f"stripe source: GET /v1/{endpoint} did not answer a list object")
             data: Page = body.get("data") or []
-            if data:
-                yield data
+            fresh = [obj for obj in data if obj["id"] not in seen]
+            seen.update(obj["id"] for obj in fresh)
+            if fresh:
+                yield fresh
             if not body.get("has_more") or not data:
                 return
+            if query.get("starting_after") == data[-1]["id"]:
+                raise ApiError(f"stripe source: pagination of /v1/{endpoint} did not advance")
             query["starting_after"] = data[-1]["id"]
 
     def should_retry(self, response: requests.Response) -> bool:

@@ -5,8 +5,82 @@ from __future__ import annotations
 DEFAULT_BASE_URL = "https://api.stripe.com"
 """Production API; tests and the demo point `sources.stripe.base_url` at a local stand-in."""
 
-ENDPOINTS: tuple[str, ...] = ("customers", "charges", "refunds")
+ENDPOINTS: tuple[str, ...] = ("customers", "charges", "refunds", "invoices")
 """List endpoints loaded as resources (one table each, named like the endpoint)."""
+
+OBJECTS: dict[str, str] = {
+    "customers": "customer",
+    "charges": "charge",
+    "refunds": "refund",
+    "invoices": "invoice",
+}
+"""Table -> Stripe ``object`` value; an event's ``data.object.object`` picks its table."""
+
+EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "customers": ("customer.created", "customer.updated", "customer.deleted"),
+    "charges": (
+        "charge.captured",
+        "charge.expired",
+        "charge.failed",
+        "charge.pending",
+        "charge.refunded",
+        "charge.succeeded",
+        "charge.updated",
+    ),
+    "refunds": ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"),
+    "invoices": (
+        "invoice.created",
+        "invoice.deleted",
+        "invoice.finalization_failed",
+        "invoice.finalized",
+        "invoice.marked_uncollectible",
+        "invoice.overdue",
+        "invoice.paid",
+        "invoice.payment_action_required",
+        "invoice.payment_failed",
+        "invoice.payment_succeeded",
+        "invoice.sent",
+        "invoice.updated",
+        "invoice.voided",
+    ),
+}
+"""Event types (Stripe docs, "Types of events") whose ``data.object`` is a row of the table.
+Sent as ``types[]`` (at most 20 per request). ``invoice.upcoming`` is left out: its
+object has no id and is not stored by Stripe."""
+
+EXPANDABLE: frozenset[str] = frozenset(
+    {
+        "customer",
+        "charge",
+        "invoice",
+        "payment_intent",
+        "subscription",
+        "balance_transaction",
+        "default_payment_method",
+        "payment_method",
+        "source_transfer_reversal",
+        "transfer_reversal",
+        "application_fee",
+        "on_behalf_of",
+        "source_transfer",
+        "transfer",
+        "review",
+        "latest_invoice",
+        "test_clock",
+    }
+)
+"""Fields Stripe can expand into objects; we keep (or fold back to) the id."""
+
+
+EVENT_RETENTION_S = 30 * 24 * 3600
+"""Stripe lists the events of the last 30 days only."""
+EVENT_RETENTION_MARGIN_S = 24 * 3600
+"""Fall back to a full re-read a day early, so clock skew and a slow run cannot lose events."""
+
+SCHEMA_POLICIES: dict[str, str] = {"evolve": "evolve", "freeze": "freeze", "discard": "discard_value"}
+"""`sources.stripe.schema_policy` -> dlt `schema_contract` mode for `data_type`."""
+SCHEMA_POLICY = "evolve"
+SCHEMA_POLICY_SETTING = "sources.stripe.schema_policy"
 
 PAGE_SIZE = 100
 """Stripe's maximum `limit`; fewer requests per sync."""

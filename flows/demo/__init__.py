@@ -7,6 +7,7 @@ together. Nothing here is used when the platform runs against real sources.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,11 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.demo import dataset, shop_db
+from flows.demo.github_api import GitHubStore, demo_store, serve_github
 from flows.demo.postgres import PostgresServer, running_postgres
-from flows.demo.stripe_api import StripeStore, serve_stripe
+from flows.demo.rest_api import TicketStore, serve_tickets
+from flows.demo.stripe_api import StripeStore, invoices_for_charges, serve_stripe
 
 # A made-up test-mode key: the stand-in only accepts this one.
 DEMO_STRIPE_KEY = "sk_test_elt_demo_0000000000000000"
+# Token and size of the tickets API behind dlt_sources/rest/example_tickets.yml.
+DEMO_TICKETS_TOKEN = "tickets_demo_token_0000"
+DEMO_TICKETS = 2_000
+# A made-up token accepted by the GitHub stand-in.
+DEMO_GITHUB_TOKEN = "ghp_elt_demo_000000000000000000000000"
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,10 @@ class DemoSources:
     postgres: PostgresServer
     stripe: StripeStore
     stripe_url: str
+    tickets: TicketStore
+    tickets_url: str
+    github: GitHubStore
+    github_url: str
 
     @property
     def shop_admin_dsn(self) -> str:
@@ -37,6 +49,11 @@ class DemoSources:
             "SOURCES__SHOP__CREDENTIALS": self.postgres.dsn(shop_db.DATABASE, user=shop_db.READER_ROLE),
             "SOURCES__STRIPE__BASE_URL": self.stripe_url,
             "SOURCES__STRIPE__API_KEY": DEMO_STRIPE_KEY,
+            "SOURCES__EXAMPLE_TICKETS__BASE_URL": self.tickets_url,
+            "SOURCES__EXAMPLE_TICKETS__TOKEN": DEMO_TICKETS_TOKEN,
+            "SOURCES__GITHUB__BASE_URL": self.github_url,
+            "SOURCES__GITHUB__ACCESS_TOKEN": DEMO_GITHUB_TOKEN,
+            "SOURCES__GITHUB__REPOSITORIES": json.dumps(sorted(self.github.repos)),
         }
 
 
@@ -45,6 +62,7 @@ def stripe_store_for(data: dataset.ShopData) -> StripeStore:
     store.extend("customers", data.stripe_customers)
     store.extend("charges", data.stripe_charges)
     store.extend("refunds", data.stripe_refunds)
+    store.extend("invoices", invoices_for_charges(data.stripe_charges))
     return store
 
 
@@ -58,8 +76,22 @@ def demo_sources(state_dir: Path, n_orders: int = 100_000, durable: bool = True)
         if not shop_db.is_seeded(shop_dsn):
             shop_db.seed(shop_dsn, data)
         store = stripe_store_for(data)
-        with serve_stripe(store, DEMO_STRIPE_KEY) as url:
-            yield DemoSources(postgres=postgres, stripe=store, stripe_url=url)
+        tickets = TicketStore(DEMO_TICKETS)
+        github = demo_store()
+        with (
+            serve_stripe(store, DEMO_STRIPE_KEY) as url,
+            serve_tickets(tickets, DEMO_TICKETS_TOKEN) as tickets_url,
+            serve_github(github, DEMO_GITHUB_TOKEN) as github_url,
+        ):
+            yield DemoSources(
+                postgres=postgres,
+                stripe=store,
+                stripe_url=url,
+                tickets=tickets,
+                tickets_url=tickets_url,
+                github=github,
+                github_url=github_url,
+            )
 
 
 @contextmanager

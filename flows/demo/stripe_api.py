@@ -2,13 +2,25 @@
 
 Why: the demo and the tests must run offline and deterministically, yet exercise the
 real HTTP code path of ``dlt_sources.stripe`` (auth, cursor pagination, ``created``
-filters, error shapes). Only ``GET`` list/retrieve endpoints for ``customers``,
-``charges`` and ``refunds`` are implemented, following Stripe's documented semantics:
+filters, error shapes, the events feed). Only ``GET`` list/retrieve endpoints for
+``customers``, ``charges``, ``refunds``, ``invoices`` and ``events`` are implemented,
+following Stripe's documented semantics:
 
 * lists are newest first (``created`` desc, ``id`` desc as tiebreak);
 * ``limit`` 1..100 (default 10), ``starting_after`` / ``ending_before`` object-id cursors;
 * ``created`` filters: ``created=<ts>`` and ``created[gt|gte|lt|lte]=<ts>``;
+* ``/v1/events`` also takes ``type`` (``*`` wildcard allowed) or ``types[]`` (a list of
+  exact names), and only keeps the last 30 days of events;
+* every mutation of the store emits an event like Stripe does (``customer.created``,
+  ``charge.succeeded``/``failed``/``pending`` for a new charge, ``<object>.updated`` with
+  ``previous_attributes``, ``refund.created`` + ``charge.refunded`` for a refund,
+  ``customer.deleted``); ``data.object`` is the object's state after the change;
 * errors are ``{"error": {"type": ..., "message": ...}}`` with 400/401/404 statuses.
+
+Fault and edge-case simulation for client tests: ``fail_next`` (canned errors),
+a seeded ``fault_rate`` mixing 429 + ``Retry-After``, 500, 502, timeouts and truncated
+bodies, and paging quirks (``empty_last_page``, ``repeat_last_item``, ``on_page`` hook
+to mutate objects while a client is paging).
 
 Stdlib ``ThreadingHTTPServer`` only; bodies are assembled from cached orjson bytes so
 that a thousand 100-object pages are served in a few seconds.
@@ -17,22 +29,40 @@ that a thousand 100-object pages are served in a few seconds.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import fnmatch
+import random
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from flows.demo.loopback import LoopbackServer, QuietHandler, serving
+
 KINDS: dict[str, str] = {
     "customers": "customer",
     "charges": "charge",
     "refunds": "refund",
+    "invoices": "invoice",
 }
-"""List endpoint name -> Stripe ``object`` value."""
+"""List endpoint name -> Stripe ``object`` value (the mutable object kinds)."""
+
+EVENT_RETENTION_S = 30 * 24 * 3600
+"""Stripe lists events of the last 30 days only."""
+API_VERSION = "2024-06-20"
+FAULT_KINDS: tuple[str, ...] = ("429", "500", "502", "timeout", "truncate")
+"""What ``fault_rate`` mixes: 429 with Retry-After, 500, 502, a response slower than the
+client's timeout, and a 200 whose body is cut in half."""
+_EVENT_TAIL = (
+    b'"livemode":false,"pending_webhooks":0,"request":{"id":null,"idempotency_key":null},"type":"%s"}'
+)
+_NEW_CHARGE_EVENTS = {"succeeded": "charge.succeeded", "failed": "charge.failed", "pending": "charge.pending"}
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -40,6 +70,7 @@ _CREATED_OPS = ("gt", "gte", "lt", "lte")
 _LIST_PARAMS = frozenset(
     {"limit", "starting_after", "ending_before", "created"} | {f"created[{op}]" for op in _CREATED_OPS}
 )
+_EVENT_PARAMS = _LIST_PARAMS | {"type", "types", "delivery_success"}
 
 # Sort key of an object in ascending (oldest first) order; lists are served reversed.
 _Key = tuple[int, str]
@@ -95,10 +126,41 @@ class StripeStore:
     they are JSON-serialisable), so callers may keep mutating their own dicts.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        fault_rate: float = 0.0,
+        seed: int = 0,
+        fault_kinds: Iterable[str] = FAULT_KINDS,
+        timeout_sleep: float = 0.5,
+        retry_after: float = 0.01,
+    ) -> None:
         self._lock = threading.RLock()
         self._collections: dict[str, _Collection] = {kind: _Collection() for kind in KINDS}
+        self._events = _Collection()
+        self._event_types: dict[str, str] = {}
+        self._event_seq = 0
         self._faults: list[_Fault] = []
+        self.clock = clock
+        """Source of event ``created`` timestamps and of the 30-day retention window."""
+        # random faults: a seeded generator, so a failing run can be replayed
+        unknown = set(fault_kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; expected some of {FAULT_KINDS}")
+        self.fault_rate = fault_rate
+        self.fault_kinds = tuple(fault_kinds)
+        self.timeout_sleep = timeout_sleep
+        self.retry_after = retry_after
+        self._rng = random.Random(seed)
+        self.faults_served: Counter[str] = Counter()
+        # paging quirks Stripe's docs warn clients about
+        self.empty_last_page = False
+        """Say ``has_more: true`` on the last page, so the client fetches an empty page."""
+        self.repeat_last_item = False
+        """Start each ``starting_after`` page with the cursor object itself (a duplicate)."""
+        self.on_page: Callable[[str, int], None] | None = None
+        """Called as ``on_page(endpoint, pages_served)`` after each list page is built."""
         # list pages answered; lets tests prove the filtering happens server-side
         self.requests_served = 0
 
@@ -123,10 +185,15 @@ class StripeStore:
                 coll.raw[stored["id"]] = raw
                 coll.keys.append((stored["created"], stored["id"]))
             coll.keys.sort()
+            for stored, raw in prepared:
+                self._emit(_created_event_type(kind, stored), raw)
         return [stored for stored, _ in prepared]
 
-    def update(self, kind: str, id: str, **fields: Any) -> dict[str, Any]:
-        """Replace top-level fields of an existing object (like Stripe's POST /v1/<kind>/<id>)."""
+    def update(self, kind: str, id: str, event_type: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Replace top-level fields of an existing object (like Stripe's POST /v1/<kind>/<id>).
+
+        Emits ``<object>.updated`` (or ``event_type``) with ``previous_attributes``.
+        """
         coll = self._collection(kind)
         if "id" in fields and fields["id"] != id:
             raise ValueError("the id of an object cannot be changed")
@@ -142,12 +209,79 @@ class StripeStore:
                 bisect.insort(coll.keys, new_key)
             coll.objects[id] = stored
             coll.raw[id] = raw
+            previous = {k: current.get(k) for k in fields if current.get(k) != stored.get(k)}
+            self._emit(event_type or f"{KINDS[kind]}.updated", raw, previous)
         return stored
+
+    def refund_charge(
+        self,
+        charge_id: str,
+        amount: int,
+        refund_id: str | None = None,
+        created: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Refund (part of) a charge: creates the refund, updates the charge's
+        ``amount_refunded``/``refunded`` and emits ``refund.created`` + ``charge.refunded``."""
+        with self._lock:
+            charge = self.get("charges", charge_id)
+            if charge is None:
+                raise KeyError(f"no such charge: {charge_id!r}")
+            already = int(charge.get("amount_refunded") or 0)
+            if amount <= 0 or already + amount > int(charge["amount"]):
+                raise ValueError(f"refund of {amount} exceeds what is left on {charge_id!r}")
+            refund = self.add(
+                "refunds",
+                {
+                    "id": refund_id or f"re_{self._next_seq():012d}",
+                    "object": "refund",
+                    "amount": amount,
+                    "charge": charge_id,
+                    "currency": charge.get("currency"),
+                    "created": int(self.clock()) if created is None else created,
+                    "status": "succeeded",
+                    "reason": None,
+                    **fields,
+                },
+            )
+            total = already + amount
+            self.update(
+                "charges",
+                charge_id,
+                event_type="charge.refunded",
+                amount_refunded=total,
+                refunded=total == int(charge["amount"]),
+            )
+        return refund
+
+    def delete_customer(self, id: str) -> dict[str, Any]:
+        """Delete a customer like ``DELETE /v1/customers/<id>``: it leaves the lists and
+        ``customer.deleted`` carries ``{"id", "object": "customer", "deleted": true}``."""
+        coll = self._collection("customers")
+        with self._lock:
+            current = coll.objects.pop(id, None)
+            if current is None:
+                raise KeyError(f"no such customer: {id!r}")
+            del coll.raw[id]
+            del coll.keys[bisect.bisect_left(coll.keys, (current["created"], id))]
+            tombstone = {"id": id, "object": "customer", "deleted": True}
+            self._emit("customer.deleted", orjson.dumps(tombstone))
+        return tombstone
 
     def fail_next(self, count: int = 1, status: int = 429, retry_after: float | None = None) -> None:
         """Answer the next ``count`` authenticated requests with ``status`` (to test retries)."""
         with self._lock:
             self._faults.extend(_Fault(status, retry_after) for _ in range(count))
+
+    def events(self, type: str | None = None) -> list[dict[str, Any]]:
+        """All retained events, oldest first (optionally of one type)."""
+        with self._lock:
+            keys = self._retained_event_keys()
+            return [
+                orjson.loads(self._events.raw[oid])
+                for _, oid in keys
+                if type is None or self._event_types[oid] == type
+            ]
 
     # ------------------------------------------------------------------ queries
     def count(self, kind: str) -> int:
@@ -181,9 +315,33 @@ class StripeStore:
     def list_raw(self, kind: str, params: dict[str, str]) -> bytes:
         """Serialized list page for ``GET /v1/<kind>`` with Stripe's list semantics."""
         coll = self._collection(kind)
-        unknown = sorted(set(params) - _LIST_PARAMS)
-        if unknown:
-            raise StripeError(400, f"Received unknown parameter: {unknown[0]}", param=unknown[0])
+        _check_params(params, _LIST_PARAMS)
+        with self._lock:
+            return self._page(kind, KINDS[kind], coll, coll.keys, params)
+
+    def list_events_raw(self, params: dict[str, str], types: list[str] | None = None) -> bytes:
+        """Serialized page of ``GET /v1/events``: newest first, last 30 days, type filters."""
+        _check_params(params, _EVENT_PARAMS)
+        if types is not None and "type" in params:
+            raise StripeError(400, "You may only specify one of these parameters: type, types.")
+        if types is not None and not 1 <= len(types) <= 20:
+            raise StripeError(400, "types must hold 1 to 20 event types", param="types")
+        with self._lock:
+            keys = self._retained_event_keys()
+            pattern = params.get("type")
+            if pattern is not None or types is not None:
+                wanted = set(types or ())
+                keys = [
+                    key
+                    for key in keys
+                    if (pattern is not None and fnmatch.fnmatchcase(self._event_types[key[1]], pattern))
+                    or self._event_types[key[1]] in wanted
+                ]
+            return self._page("events", "event", self._events, keys, params)
+
+    def _page(
+        self, endpoint: str, obj_name: str, coll: _Collection, keys: list[_Key], params: dict[str, str]
+    ) -> bytes:
         limit = _parse_int(params, "limit", DEFAULT_LIMIT)
         if not 1 <= limit <= MAX_LIMIT:
             raise StripeError(
@@ -198,39 +356,86 @@ class StripeStore:
                 400,
                 "You may only specify one of these parameters: ending_before, starting_after.",
             )
-
-        with self._lock:
-            lo, hi = _created_range(coll.keys, params)
-            if starting_after is not None:
-                # newest-first order: "after" means older, i.e. lower ascending positions
-                hi = min(
-                    hi,
-                    self._cursor_position(kind, coll, starting_after, "starting_after"),
-                )
-            if ending_before is not None:
-                lo = max(
-                    lo,
-                    self._cursor_position(kind, coll, ending_before, "ending_before") + 1,
-                )
-            available = max(0, hi - lo)
-            if ending_before is not None:
-                # the page sits right before the cursor: the oldest `limit` newer objects
-                window = coll.keys[lo : min(hi, lo + limit)]
-            else:
-                window = coll.keys[max(lo, hi - limit) : hi]
-            data = b",".join(coll.raw[oid] for _, oid in reversed(window))
-            self.requests_served += 1
-        has_more = b"true" if available > limit else b"false"
-        return b'{"object":"list","url":"/v1/%s","has_more":%s,"data":[%s]}' % (
-            kind.encode(),
-            has_more,
+        lo, hi = _created_range(keys, params)
+        repeated = 0
+        if starting_after is not None:
+            # newest-first order: "after" means older, i.e. lower ascending positions
+            position = _cursor_position(obj_name, coll, keys, starting_after, "starting_after")
+            hi = min(hi, position)
+            if self.repeat_last_item and limit > 1 and lo < hi and position < len(keys):
+                hi, repeated = hi + 1, 1  # quirk: the cursor object shows up again on this page
+        if ending_before is not None:
+            lo = max(lo, _cursor_position(obj_name, coll, keys, ending_before, "ending_before") + 1)
+        available = max(0, hi - lo)
+        # before a cursor, the page is the oldest `limit` newer objects
+        before = ending_before is not None
+        window = keys[lo : min(hi, lo + limit)] if before else keys[max(lo, hi - limit) : hi]
+        data = b",".join(coll.raw[oid] for _, oid in reversed(window))
+        self.requests_served += 1
+        fresh = len(window) - repeated
+        more = available > limit or (self.empty_last_page and fresh > 0 and not before)
+        body = b'{"object":"list","url":"/v1/%s","has_more":%s,"data":[%s]}' % (
+            endpoint.encode(),
+            b"true" if more else b"false",
             data,
         )
+        if self.on_page is not None:
+            self.on_page(endpoint, self.requests_served)
+        return body
 
     def take_fault(self) -> _Fault | None:
         """Pop the next injected fault, if any."""
         with self._lock:
             return self._faults.pop(0) if self._faults else None
+
+    def random_fault(self) -> str | None:
+        """With probability ``fault_rate``, one of ``fault_kinds`` (seeded, so replayable)."""
+        if self.fault_rate <= 0 or not self.fault_kinds:
+            return None
+        with self._lock:
+            if self._rng.random() >= self.fault_rate:
+                return None
+            kind = self._rng.choice(self.fault_kinds)
+            self.faults_served[kind] += 1
+            return kind
+
+    def _next_seq(self) -> int:
+        with self._lock:
+            self._event_seq += 1
+            return self._event_seq
+
+    def _emit(self, type_: str, object_raw: bytes, previous: dict[str, Any] | None = None) -> None:
+        """Record one event; ids grow with emission order, so (created, id) is that order."""
+        with self._lock:
+            created = int(self.clock())
+            eid = f"evt_{self._next_seq():016d}"
+            data = b'{"object":%s%s}' % (
+                object_raw,
+                b',"previous_attributes":' + orjson.dumps(previous) if previous else b"",
+            )
+            raw = (
+                b'{"id":"%s","object":"event","api_version":"%s","created":%d,"data":%s,'
+                % (
+                    eid.encode(),
+                    API_VERSION.encode(),
+                    created,
+                    data,
+                )
+                + _EVENT_TAIL % type_.encode()
+            )
+            self._events.raw[eid] = raw
+            self._events.objects[eid] = {"created": created}
+            self._event_types[eid] = type_
+            key = (created, eid)
+            if self._events.keys and key < self._events.keys[-1]:
+                bisect.insort(self._events.keys, key)  # a clock that went back
+            else:
+                self._events.keys.append(key)
+
+    def _retained_event_keys(self) -> list[_Key]:
+        oldest = int(self.clock()) - EVENT_RETENTION_S
+        keys = self._events.keys
+        return keys[bisect.bisect_left(keys, (oldest, "")) :]
 
     # ---------------------------------------------------------------- internals
     def _collection(self, kind: str) -> _Collection:
@@ -255,12 +460,61 @@ class StripeStore:
         raw = orjson.dumps(full)
         return orjson.loads(raw), raw
 
-    @staticmethod
-    def _cursor_position(kind: str, coll: _Collection, oid: str, param: str) -> int:
-        obj = coll.objects.get(oid)
-        if obj is None:
-            raise StripeError(400, f"No such {KINDS[kind]}: '{oid}'", param=param)
-        return bisect.bisect_left(coll.keys, (obj["created"], oid))
+
+def invoices_for_charges(charges: Iterable[dict[str, Any]], every: int = 10) -> list[dict[str, Any]]:
+    """Demo invoices: one for every ``every``-th successful charge of a customer, paid by it."""
+    invoices = []
+    for n, charge in enumerate(c for c in charges if c.get("customer") and c.get("status") == "succeeded"):
+        if n % every:
+            continue
+        amount = int(charge["amount"])
+        invoices.append(
+            {
+                "id": "in_" + str(charge["id"]).removeprefix("ch_"),
+                "object": "invoice",
+                "customer": charge["customer"],
+                "charge": charge["id"],
+                "number": f"DEMO-{n // every + 1:05d}",
+                "status": "paid",
+                "billing_reason": "manual",
+                "collection_method": "charge_automatically",
+                "currency": charge.get("currency", "usd"),
+                "amount_due": amount,
+                "amount_paid": amount,
+                "amount_remaining": 0,
+                "subtotal": amount,
+                "total": amount,
+                "paid": True,
+                "created": int(charge["created"]),
+                "lines": {
+                    "object": "list",
+                    "data": [{"id": "il_" + str(charge["id"]).removeprefix("ch_"), "amount": amount}],
+                    "has_more": False,
+                },
+                "metadata": dict(charge.get("metadata") or {}),
+            }
+        )
+    return invoices
+
+
+def _created_event_type(kind: str, obj: dict[str, Any]) -> str:
+    """What Stripe emits when an object appears: a new charge is announced by its outcome."""
+    if kind == "charges":
+        return _NEW_CHARGE_EVENTS.get(str(obj.get("status")), "charge.succeeded")
+    return f"{KINDS[kind]}.created"
+
+
+def _check_params(params: dict[str, str], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise StripeError(400, f"Received unknown parameter: {unknown[0]}", param=unknown[0])
+
+
+def _cursor_position(obj_name: str, coll: _Collection, keys: list[_Key], oid: str, param: str) -> int:
+    obj = coll.objects.get(oid)
+    if obj is None:
+        raise StripeError(400, f"No such {obj_name}: '{oid}'", param=param)
+    return bisect.bisect_left(keys, (obj["created"], oid))
 
 
 def _parse_int(params: dict[str, str], name: str, default: int | None = None) -> int:
@@ -296,46 +550,35 @@ def _created_range(keys: list[_Key], params: dict[str, str]) -> tuple[int, int]:
     return lo, hi
 
 
-class _StripeHTTPServer(ThreadingHTTPServer):
-    """Carries the store and expected key to the handlers."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, store: StripeStore, api_key: str) -> None:
-        super().__init__(("127.0.0.1", 0), _StripeHandler)
-        self.store = store
-        self.api_key = api_key
-
-
-class _StripeHandler(BaseHTTPRequestHandler):
+class _StripeHandler(QuietHandler):
     """Routes ``GET /v1/<kind>`` and ``GET /v1/<kind>/<id>``; everything answers JSON."""
 
-    server: _StripeHTTPServer
-    protocol_version = "HTTP/1.1"  # keep-alive: requests.Session reuses one connection
-    # headers and body go out in two writes; without TCP_NODELAY, Nagle + delayed ACK
-    # add ~40 ms to every keep-alive response
-    disable_nagle_algorithm = True
+    server: Any  # a LoopbackServer carrying ``store`` and ``api_key``
     server_version = "stripe-standin/1"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request stderr lines."""
 
     def do_GET(self) -> None:
+        truncate = False
         try:
-            self._send(200, self._route())
+            body, truncate = self._route()
+            status, headers = 200, None
         except StripeError as exc:
-            self._send(exc.status, exc.body(), exc.headers)
+            status, body, headers = exc.status, exc.body(), exc.headers
         except Exception as exc:
-            self._send(500, StripeError(500, f"internal error: {exc!r}", "api_error").body())
+            error = StripeError(500, f"internal error: {exc!r}", "api_error")
+            status, body, headers = 500, error.body(), None
+        if truncate:
+            body = body[: len(body) // 2]  # valid status and length, broken JSON
+        # the client may have given up (its timeout fired during an injected delay)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._send(status, body, headers)
 
     def _method_not_allowed(self) -> None:
         self._send(405, StripeError(405, f"Unrecognized request method: {self.command}").body())
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _method_not_allowed
 
-    def _route(self) -> bytes:
+    def _route(self) -> tuple[bytes, bool]:
+        """The response body and whether to truncate it (an injected fault)."""
         store = self.server.store
         self._authenticate()
         fault = store.take_fault()
@@ -343,13 +586,29 @@ class _StripeHandler(BaseHTTPRequestHandler):
             headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
             kind = "rate_limit_error" if fault.status == 429 else "api_error"
             raise StripeError(fault.status, f"injected {fault.status}", kind, headers=headers)
+        random_fault = store.random_fault()
+        if random_fault == "429":
+            raise StripeError(
+                429,
+                "Too many requests hit the API too quickly.",
+                "rate_limit_error",
+                headers={"Retry-After": f"{store.retry_after:g}"},
+            )
+        if random_fault in ("500", "502"):
+            raise StripeError(int(random_fault), f"injected {random_fault}", "api_error")
+        if random_fault == "timeout":
+            time.sleep(store.timeout_sleep)
         url = urlsplit(self.path)
         parts = [p for p in url.path.split("/") if p]
+        pairs = parse_qsl(url.query, keep_blank_values=True)
+        if parts == ["v1", "events"]:
+            params = {k: v for k, v in pairs if not k.startswith("types[")}
+            types = [v for k, v in pairs if k.startswith("types[")]
+            return store.list_events_raw(params, types or None), random_fault == "truncate"
         if len(parts) in (2, 3) and parts[0] == "v1" and parts[1] in KINDS:
             if len(parts) == 3:
-                return store.retrieve_raw(parts[1], parts[2])
-            params = dict(parse_qsl(url.query, keep_blank_values=True))
-            return store.list_raw(parts[1], params)
+                return store.retrieve_raw(parts[1], parts[2]), random_fault == "truncate"
+            return store.list_raw(parts[1], dict(pairs)), random_fault == "truncate"
         raise StripeError(404, f"Unrecognized request URL (GET: {url.path}).")
 
     def _authenticate(self) -> None:
@@ -382,13 +641,6 @@ def serve_stripe(store: StripeStore, api_key: str) -> Iterator[str]:
     """
     if not api_key:
         raise ValueError("api_key must be a non-empty string")
-    server = _StripeHTTPServer(store, api_key)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    server = LoopbackServer(_StripeHandler, store=store, api_key=api_key)
+    with serving(server):
+        yield server.base_url

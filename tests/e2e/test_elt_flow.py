@@ -102,6 +102,7 @@ def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run
         "raw_shop.order_items": 4,
         "raw_shop.customers": 3,
         "raw_stripe.charges": 4,
+        "raw_stripe.events": 4,  # charge.succeeded, one per new charge
     }
     path = load_settings().duckdb_path
     after = counts(path)

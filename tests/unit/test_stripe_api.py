@@ -369,3 +369,135 @@ def test_thousand_pages_are_fast() -> None:
     # pathologies such as Nagle/delayed-ACK stalls (40 ms per page -> 40 s)
     budget = float(os.environ.get("STRIPE_STANDIN_PAGE_BUDGET_S", "30"))
     assert elapsed < budget, f"1000 pages took {elapsed:.1f}s"
+
+
+# ------------------------------------------------------------------------- events feed
+def _event_store(now: list[float]) -> StripeStore:
+    store = StripeStore(clock=lambda: now[0])
+    store.add("customers", {"id": "cus_1", "created": T0, "email": "a@example.com"})
+    store.add("charges", _charge(1, customer="cus_1"))
+    store.add("charges", _charge(2, status="failed", paid=False))
+    return store
+
+
+def test_mutations_emit_events_like_stripe() -> None:
+    now = [float(T0 + 100)]
+    store = _event_store(now)
+    now[0] += 1
+    store.update("customers", "cus_1", email="b@example.com")
+    refund = store.refund_charge("ch_00001", 1001)  # the whole amount
+    tombstone = store.delete_customer("cus_1")
+    store.add("invoices", {"id": "in_1", "created": T0 + 101, "amount_due": 5, "lines": {"data": []}})
+
+    events = store.events()
+    assert [e["type"] for e in events] == [
+        "customer.created",
+        "charge.succeeded",
+        "charge.failed",  # a new charge is announced by its outcome, as Stripe does
+        "customer.updated",
+        "refund.created",
+        "charge.refunded",
+        "customer.deleted",
+        "invoice.created",
+    ]
+    assert [e["created"] for e in events] == [T0 + 100] * 3 + [T0 + 101] * 5
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)  # ids follow emission order
+    updated = events[3]
+    assert updated["data"]["object"]["email"] == "b@example.com"
+    assert updated["data"]["previous_attributes"] == {"email": "a@example.com"}
+    assert events[4]["data"]["object"] == store.get("refunds", refund["id"])
+    refunded = events[5]["data"]["object"]
+    assert (refunded["amount_refunded"], refunded["refunded"]) == (1001, True)
+    assert store.get("charges", "ch_00001")["amount_refunded"] == 1001
+    assert events[6]["data"]["object"] == tombstone == {"id": "cus_1", "object": "customer", "deleted": True}
+    assert store.get("customers", "cus_1") is None and store.ids("customers") == []
+    assert all(e["object"] == "event" and e["api_version"] for e in events)
+
+    with pytest.raises(ValueError, match="exceeds"):
+        store.refund_charge("ch_00001", 1)
+    with pytest.raises(KeyError):
+        store.delete_customer("cus_1")
+
+
+def test_events_endpoint_filters_and_retention() -> None:
+    now = [float(T0 + 100)]
+    store = _event_store(now)
+    now[0] += 10
+    store.update("charges", "ch_00002", description="retry")
+    with serve_stripe(store, API_KEY) as url, requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {API_KEY}"
+
+        def types(**params: Any) -> list[str]:
+            resp = session.get(f"{url}/v1/events", params=params, timeout=5)
+            assert resp.status_code == 200, resp.text
+            return [e["type"] for e in resp.json()["data"]]
+
+        # newest first
+        assert types() == ["charge.updated", "charge.failed", "charge.succeeded", "customer.created"]
+        assert types(type="charge.*") == ["charge.updated", "charge.failed", "charge.succeeded"]
+        assert types(type="customer.created") == ["customer.created"]
+        assert types(**{"types[]": ["customer.created", "charge.updated"]}) == [
+            "charge.updated",
+            "customer.created",
+        ]
+        assert types(**{"created[gte]": T0 + 101}) == ["charge.updated"]
+        page = session.get(f"{url}/v1/events", params={"limit": 2}, timeout=5).json()
+        assert page["has_more"] is True and page["url"] == "/v1/events"
+        rest = session.get(
+            f"{url}/v1/events", params={"limit": 2, "starting_after": page["data"][-1]["id"]}, timeout=5
+        ).json()
+        assert [e["type"] for e in rest["data"]] == ["charge.succeeded", "customer.created"]
+        bad = session.get(f"{url}/v1/events", params={"type": "a", "types[]": "b"}, timeout=5)
+        assert bad.status_code == 400
+        # Stripe keeps 30 days of events
+        now[0] += 30 * 86_400 - 5
+        assert types() == ["charge.updated"]
+
+
+def test_paging_quirks(store: StripeStore, api: tuple[str, requests.Session]) -> None:
+    store.empty_last_page = True
+    store.repeat_last_item = True
+    pages: list[list[str]] = []
+    query: dict[str, Any] = {"limit": 100}
+    while True:
+        body = _list(api, **query).json()
+        pages.append([o["id"] for o in body["data"]])
+        if not body["has_more"] or not body["data"]:
+            break
+        query["starting_after"] = body["data"][-1]["id"]
+    assert pages[-1] == []  # has_more was true on the last real page
+    assert pages[1][0] == pages[0][-1]  # the cursor object shows up again
+    assert len({i for p in pages for i in p}) == 250
+
+    seen: list[tuple[str, int]] = []
+    store.on_page = lambda endpoint, served: seen.append((endpoint, served))
+    _list(api)
+    assert seen and seen[-1][0] == "charges"
+
+
+def test_random_faults_are_seeded_and_mixed(store: StripeStore) -> None:
+    store.fault_rate = 1.0
+    store.fault_kinds = ("truncate", "timeout", "502")
+    store.timeout_sleep = 0.3
+    with serve_stripe(store, API_KEY) as url, requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {API_KEY}"
+        outcomes = []
+        for _ in range(12):
+            try:
+                resp = session.get(f"{url}/v1/charges", timeout=0.15)
+            except requests.Timeout:
+                outcomes.append("timeout")
+                continue
+            if resp.status_code == 200:
+                with pytest.raises(ValueError):
+                    resp.json()  # valid status, body cut in half
+                outcomes.append("truncate")
+            else:
+                outcomes.append(str(resp.status_code))
+    assert set(outcomes) == {"truncate", "timeout", "502"}
+    assert sum(store.faults_served.values()) == 12
+    with pytest.raises(ValueError, match="unknown fault kinds"):
+        StripeStore(fault_kinds=("418",))
+    replay = StripeStore(fault_rate=0.5, seed=3)
+    again = StripeStore(fault_rate=0.5, seed=3)
+    assert [replay.random_fault() for _ in range(20)] == [again.random_fault() for _ in range(20)]

@@ -1,0 +1,228 @@
+"""Declared columns of the raw Stripe tables and the page -> Arrow conversion.
+
+Why declared: the raw schema must not depend on what one page happens to contain. A
+column exists even when every value is null, `created` stays an int and nested objects
+stay JSON. Why our own type check: Arrow tables skip dlt's row-by-row normalizer, so a
+field that changes type (an amount sent as a string) would either break the Arrow
+conversion or slip through; the `schema_policy` decides instead, like dlt's
+`schema_contract` on `data_type` does for row-by-row loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from dlt_sources.common.arrow import records_to_arrow
+from dlt_sources.errors import SourceError
+
+from . import settings
+
+ColumnHints = dict[str, dict[str, Any]]
+
+_BASE: ColumnHints = {
+    "id": {"data_type": "text", "nullable": False},
+    "object": {"data_type": "text"},
+    # nullable: a deletion row carries only its id (and `deleted`)
+    "created": {"data_type": "bigint"},
+    "livemode": {"data_type": "bool"},
+    "metadata": {"data_type": "json"},
+}
+_DELETED: ColumnHints = {
+    # Stripe's tombstone flag; dlt deletes the row on merge instead of storing it
+    "deleted": {"data_type": "bool", "hard_delete": True},
+}
+
+COLUMNS: dict[str, ColumnHints] = {
+    "customers": {
+        **_BASE,
+        "email": {"data_type": "text"},
+        "name": {"data_type": "text"},
+        "description": {"data_type": "text"},
+        "currency": {"data_type": "text"},
+        "balance": {"data_type": "bigint"},
+        "delinquent": {"data_type": "bool"},
+        "address": {"data_type": "json"},
+        "shipping": {"data_type": "json"},
+        "invoice_settings": {"data_type": "json"},
+        **_DELETED,
+    },
+    "charges": {
+        **_BASE,
+        "amount": {"data_type": "bigint"},
+        "amount_captured": {"data_type": "bigint"},
+        "amount_refunded": {"data_type": "bigint"},
+        "currency": {"data_type": "text"},
+        "customer": {"data_type": "text"},
+        "invoice": {"data_type": "text"},
+        "payment_intent": {"data_type": "text"},
+        "balance_transaction": {"data_type": "text"},
+        "status": {"data_type": "text"},
+        "paid": {"data_type": "bool"},
+        "captured": {"data_type": "bool"},
+        "refunded": {"data_type": "bool"},
+        "disputed": {"data_type": "bool"},
+        "description": {"data_type": "text"},
+        "failure_code": {"data_type": "text"},
+        "failure_message": {"data_type": "text"},
+        "billing_details": {"data_type": "json"},
+        "outcome": {"data_type": "json"},
+        "payment_method_details": {"data_type": "json"},
+        "refunds": {"data_type": "json"},
+    },
+    "refunds": {
+        **_BASE,
+        "amount": {"data_type": "bigint"},
+        "charge": {"data_type": "text"},
+        "payment_intent": {"data_type": "text"},
+        "balance_transaction": {"data_type": "text"},
+        "currency": {"data_type": "text"},
+        "status": {"data_type": "text"},
+        "reason": {"data_type": "text"},
+        "failure_reason": {"data_type": "text"},
+    },
+    "invoices": {
+        **_BASE,
+        "customer": {"data_type": "text"},
+        "subscription": {"data_type": "text"},
+        "charge": {"data_type": "text"},
+        "payment_intent": {"data_type": "text"},
+        "number": {"data_type": "text"},
+        "status": {"data_type": "text"},
+        "billing_reason": {"data_type": "text"},
+        "collection_method": {"data_type": "text"},
+        "currency": {"data_type": "text"},
+        "amount_due": {"data_type": "bigint"},
+        "amount_paid": {"data_type": "bigint"},
+        "amount_remaining": {"data_type": "bigint"},
+        "subtotal": {"data_type": "bigint"},
+        "tax": {"data_type": "bigint"},
+        "total": {"data_type": "bigint"},
+        "paid": {"data_type": "bool"},
+        "attempted": {"data_type": "bool"},
+        "attempt_count": {"data_type": "bigint"},
+        "due_date": {"data_type": "bigint"},
+        "period_start": {"data_type": "bigint"},
+        "period_end": {"data_type": "bigint"},
+        "hosted_invoice_url": {"data_type": "text"},
+        "lines": {"data_type": "json"},
+        "status_transitions": {"data_type": "json"},
+        "discounts": {"data_type": "json"},
+        "total_tax_amounts": {"data_type": "json"},
+        **_DELETED,
+    },
+    "events": {
+        "id": {"data_type": "text", "nullable": False},
+        "object": {"data_type": "text"},
+        "type": {"data_type": "text"},
+        "created": {"data_type": "bigint"},
+        "api_version": {"data_type": "text"},
+        "livemode": {"data_type": "bool"},
+        "pending_webhooks": {"data_type": "bigint"},
+        "object_id": {"data_type": "text"},
+        "object_type": {"data_type": "text"},
+        "request": {"data_type": "json"},
+        "data": {"data_type": "json"},
+    },
+}
+
+_ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "bool": pa.bool_(), "json": pa.string()}
+ARROW_SCHEMAS: dict[str, pa.Schema] = {
+    table: pa.schema(
+        [
+            pa.field(name, _ARROW_TYPES[hint["data_type"]], hint.get("nullable", True))
+            for name, hint in columns.items()
+        ]
+    )
+    for table, columns in COLUMNS.items()
+}
+JSON_COLUMNS: dict[str, frozenset[str]] = {
+    table: frozenset(name for name, hint in columns.items() if hint["data_type"] == "json")
+    for table, columns in COLUMNS.items()
+}
+
+
+def _value_type(value: Any) -> str:
+    """dlt's name for the type of one JSON value."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "text"
+    return "json"
+
+
+def _fits(declared: str, value: Any) -> bool:
+    if declared == "json":
+        return True
+    return _value_type(value) == declared
+
+
+def prepare(table: str, records: Sequence[dict[str, Any]], policy: str) -> list[dict[str, Any]]:
+    """Fold expanded objects back to ids and apply `schema_policy` to type changes.
+
+    ``evolve`` moves a value of another type to a variant column ``<col>__v_<type>``
+    (dlt's naming), ``discard`` drops the value, ``freeze`` raises :class:`SourceError`.
+    """
+    declared = COLUMNS[table]
+    out: list[dict[str, Any]] = []
+    for record in records:
+        row = dict(record)
+        for name in settings.EXPANDABLE.intersection(row):
+            value = row[name]
+            if isinstance(value, dict) and "id" in value:
+                row[name] = value["id"]
+        for name, hint in declared.items():
+            value = row.get(name)
+            if value is None or _fits(hint["data_type"], value):
+                continue
+            got = _value_type(value)
+            if policy == "freeze":
+                raise SourceError(
+                    f"stripe source: table `{table}`, column `{name}` changed type from "
+                    f"{hint['data_type']} to {got} (object {row.get('id')!r}), and "
+                    f"`{settings.SCHEMA_POLICY_SETTING}` is freeze; set it to evolve or discard "
+                    "to load it anyway."
+                )
+            del row[name]
+            if policy == "evolve":
+                row[f"{name}__v_{got}"] = value
+        out.append(row)
+    return out
+
+
+def to_arrow(table: str, records: Sequence[dict[str, Any]], policy: str) -> pa.Table:
+    """One Arrow table with the declared types pinned; new fields become new columns."""
+    return records_to_arrow(
+        prepare(table, records, policy),
+        json_columns=JSON_COLUMNS[table],
+        schema=ARROW_SCHEMAS[table],
+    )
+
+
+def event_rows(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of `raw_stripe.events`: the envelope, the changed object's id/kind, data as JSON."""
+    rows = []
+    for event in events:
+        obj = (event.get("data") or {}).get("object") or {}
+        rows.append(
+            {
+                "id": event["id"],
+                "object": event.get("object", "event"),
+                "type": event.get("type"),
+                "created": event.get("created"),
+                "api_version": event.get("api_version"),
+                "livemode": event.get("livemode"),
+                "pending_webhooks": event.get("pending_webhooks"),
+                "object_id": obj.get("id"),
+                "object_type": obj.get("object"),
+                "request": event.get("request"),
+                "data": event.get("data"),
+            }
+        )
+    return rows

@@ -1,0 +1,32 @@
+"""Fixtures shared by the source integration tests: a DuckDB file and real dlt pipelines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import dlt
+import pytest
+
+PipelineFactory = Callable[[str], dlt.Pipeline]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "warehouse.duckdb"
+
+
+@pytest.fixture
+def make_pipeline(tmp_path: Path, db_path: Path, request: pytest.FixtureRequest) -> PipelineFactory:
+    """Pipelines into ``db_path``, loading the test module's ``DATASET``, state kept in tmp_path."""
+    dataset = request.module.DATASET
+
+    def make(name: str) -> dlt.Pipeline:
+        return dlt.pipeline(
+            pipeline_name=name,
+            destination=dlt.destinations.duckdb(str(db_path)),
+            dataset_name=dataset,
+            pipelines_dir=str(tmp_path / "pipelines"),
+        )
+
+    return make
