@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import dlt
 
@@ -42,6 +42,9 @@ SOURCES: dict[str, Callable[[], Any]] = {
     "stripe": stripe_source,
     "github": github_source,
 }
+
+
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass
@@ -124,33 +127,34 @@ def _schema_changes(load_info: Any) -> list[str]:
     return sorted(set(changes))
 
 
-def source_error_in(exc: BaseException) -> SourceError | None:
-    """The ``SourceError`` somewhere in an exception's cause chain, if any."""
+def _in_chain(exc: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` in an exception's chain (dlt wraps errors in ``.exception``)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, SourceError):
+        if isinstance(current, kind):
             return current
         seen.add(id(current))
         current = getattr(current, "exception", None) or current.__cause__ or current.__context__
     return None
 
 
+def source_error_in(exc: BaseException) -> SourceError | None:
+    """The ``SourceError`` somewhere in an exception's cause chain, if any."""
+    return _in_chain(exc, SourceError)
+
+
 def contract_error_in(source: str, exc: BaseException) -> SourceError | None:
     """dlt's schema-contract violation (``schema_policy: freeze``) as a ``SourceError``
     naming source, table and column; None if the failure was something else."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, DataValidationError):
-            return SourceError(
-                f"{source} source: table `{current.table_name}`, column `{current.column_name}` "
-                f"violates the schema policy ({current.schema_entity}: {current.contract_mode}); "
-                f"see `sources.{source}.schema_policy`."
-            )
-        seen.add(id(current))
-        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
-    return None
+    violation = _in_chain(exc, DataValidationError)
+    if violation is None:
+        return None
+    return SourceError(
+        f"{source} source: table `{violation.table_name}`, column `{violation.column_name}` "
+        f"violates the schema policy ({violation.schema_entity}: {violation.contract_mode}); "
+        f"see `sources.{source}.schema_policy`."
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
