@@ -24,6 +24,8 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
+from dlt_sources.common.schema_policy import check_policy
+
 from . import settings
 from .helpers import (
     CURSOR,
@@ -74,14 +76,18 @@ def github_source(
     backoff_factor: float = settings.BACKOFF_FACTOR,
     max_rate_limit_wait: float = settings.MAX_RATE_LIMIT_WAIT,
     secondary_rate_limit_wait: float = settings.SECONDARY_RATE_LIMIT_WAIT,
+    schema_policy: str = settings.SCHEMA_POLICY,
 ) -> list[DltResource]:
     """GitHub issues, pull requests, issue comments and releases of `repositories`.
 
     Config lives under `sources.github` (env `SOURCES__GITHUB__ACCESS_TOKEN`,
     `SOURCES__GITHUB__REPOSITORIES='["owner/name"]'`, ...). `initial_since` (ISO 8601)
     bounds the first sync; later syncs resume from the cursors in dlt state.
+    `schema_policy` (evolve | discard | freeze) decides what a field whose type
+    changed does (see `dlt_sources.common.schema_policy`).
     """
     repos = validate_repositories(repositories)
+    policy = check_policy("github", schema_policy)
     if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}")
     initial: datetime | None = parse_timestamp(initial_since)
@@ -122,7 +128,7 @@ def github_source(
                 stop = None if uses_since else _stop_before(CURSOR[table], start)
                 for page in api.pages(path.format(repo=repo), params, etags, repo, stop):
                     if page:
-                        batch.append(page_to_arrow(table, repo, page))
+                        batch.append(page_to_arrow(table, repo, page, policy))
                         if sum(t.num_rows for t in batch) >= batch_rows:
                             yield from _combined(batch)
                             batch = []

@@ -24,6 +24,7 @@ import requests
 
 from dlt_sources.common.arrow import records_to_arrow
 from dlt_sources.common.http import ApiAuthError, ApiClient, ApiError, SourceSettings, redact
+from dlt_sources.common.schema_policy import enforce
 from dlt_sources.errors import SourceError
 
 from . import settings
@@ -464,10 +465,18 @@ def enrich(table: str, repository: str, record: dict[str, Any]) -> dict[str, Any
     return {**record, **extra}
 
 
-def page_to_arrow(table: str, repository: str, page: Page) -> pa.Table:
-    """One Arrow table per page: known columns typed, nested values JSON text, timestamps UTC."""
+def page_to_arrow(table: str, repository: str, page: Page, policy: str = "evolve") -> pa.Table:
+    """One Arrow table per page: known columns typed, nested values JSON text, timestamps UTC.
+
+    A field whose type changed is handled by the source's schema ``policy`` first, so
+    the typed conversion below never sees a value of the wrong type.
+    """
+    declared = {name: _DLT_TYPE[kind] for name, kind in FIELDS[table].items()}
+    records = enforce(
+        "github", table, [enrich(table, repository, record) for record in page], declared, policy
+    )
     arrow = records_to_arrow(
-        [enrich(table, repository, record) for record in page],
+        records,
         json_columns=_JSON[table],
         schema=_SCHEMAS[table],
     )

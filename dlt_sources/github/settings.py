@@ -42,3 +42,6 @@ MAX_RATE_LIMIT_WAIT_SETTING = "sources.github.max_rate_limit_wait"
 
 USER_AGENT = "elt-platform-dlt-github/0.1"
 """GitHub rejects requests without a User-Agent."""
+
+SCHEMA_POLICY = "evolve"
+"""`sources.github.schema_policy`: what a field whose type changed does (evolve | discard | freeze)."""

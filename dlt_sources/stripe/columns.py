@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from dlt_sources.common.arrow import records_to_arrow
-from dlt_sources.errors import SourceError
+from dlt_sources.common.schema_policy import enforce
 
 from . import settings
 
@@ -144,56 +144,18 @@ JSON_COLUMNS: dict[str, frozenset[str]] = {
 }
 
 
-def _value_type(value: Any) -> str:
-    """dlt's name for the type of one JSON value."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "bigint"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, str):
-        return "text"
-    return "json"
-
-
-def _fits(declared: str, value: Any) -> bool:
-    if declared == "json":
-        return True
-    return _value_type(value) == declared
-
-
 def prepare(table: str, records: Sequence[dict[str, Any]], policy: str) -> list[dict[str, Any]]:
-    """Fold expanded objects back to ids and apply `schema_policy` to type changes.
-
-    ``evolve`` moves a value of another type to a variant column ``<col>__v_<type>``
-    (dlt's naming), ``discard`` drops the value, ``freeze`` raises :class:`SourceError`.
-    """
-    declared = COLUMNS[table]
-    out: list[dict[str, Any]] = []
+    """Fold expanded objects back to ids, then apply `schema_policy` to type changes."""
+    declared = {name: hint["data_type"] for name, hint in COLUMNS[table].items()}
+    folded = []
     for record in records:
         row = dict(record)
         for name in settings.EXPANDABLE.intersection(row):
             value = row[name]
             if isinstance(value, dict) and "id" in value:
                 row[name] = value["id"]
-        for name, hint in declared.items():
-            value = row.get(name)
-            if value is None or _fits(hint["data_type"], value):
-                continue
-            got = _value_type(value)
-            if policy == "freeze":
-                raise SourceError(
-                    f"stripe source: table `{table}`, column `{name}` changed type from "
-                    f"{hint['data_type']} to {got} (object {row.get('id')!r}), and "
-                    f"`{settings.SCHEMA_POLICY_SETTING}` is freeze; set it to evolve or discard "
-                    "to load it anyway."
-                )
-            del row[name]
-            if policy == "evolve":
-                row[f"{name}__v_{got}"] = value
-        out.append(row)
-    return out
+        folded.append(row)
+    return enforce("stripe", table, folded, declared, policy)
 
 
 def to_arrow(table: str, records: Sequence[dict[str, Any]], policy: str) -> pa.Table:
