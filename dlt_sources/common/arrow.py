@@ -53,6 +53,24 @@ def _column(values: list[Any], to_json: bool, type_: pa.DataType | None) -> pa.A
         raise
 
 
+def _uniform_columns(records: Sequence[dict[str, Any]]) -> dict[str, list[Any]] | None:
+    """The values per key when every record has exactly the first record's keys, else None.
+
+    Why: collecting the key union over every record (``dict.fromkeys(chain(...))``) cost
+    ~10% of the conversion of a typical page (~0.13 s per million records). If each
+    record has all of the first record's k keys (every ``itemgetter`` pass succeeded)
+    and the records hold n * k keys in total, no record has another key, so the first
+    record's keys are the union.
+    """
+    first = list(records[0])
+    if sum(map(len, records)) != len(records) * len(first):
+        return None
+    try:
+        return {name: list(map(itemgetter(name), records)) for name in first}
+    except KeyError:
+        return None
+
+
 def records_to_arrow(
     records: Sequence[dict[str, Any]],
     json_columns: Iterable[str] = (),
@@ -72,25 +90,29 @@ def records_to_arrow(
     if not records:
         return pa.Table.from_pylist([], schema=schema)
     to_json = set(json_columns)
+    n = len(records)
+    picked = _uniform_columns(records)
     # every key of every record, in order of first appearance (C-speed: no Python loop per row)
-    names = list(dict.fromkeys(chain.from_iterable(records)))
+    names = list(picked) if picked is not None else list(dict.fromkeys(chain.from_iterable(records)))
     if schema is not None:
         known = set(schema.names)
         columns = [(field.name, field.type) for field in schema]
         columns += [(name, None) for name in sorted(set(names) - known)]
     else:
         columns = [(name, None) for name in names]
-    n = len(records)
     present = set(names)
     arrays = []
     for name, type_ in columns:
         if name not in present:
             arrays.append(pa.nulls(n, type=type_))
             continue
-        try:
-            values = list(map(itemgetter(name), records))
-        except KeyError:  # not in every record
-            values = [record.get(name) for record in records]
+        if picked is not None:
+            values = picked[name]
+        else:
+            try:
+                values = list(map(itemgetter(name), records))
+            except KeyError:  # not in every record
+                values = [record.get(name) for record in records]
         arrays.append(_column(values, name in to_json, type_))
     if schema is None:
         return pa.Table.from_arrays(arrays, names=names)

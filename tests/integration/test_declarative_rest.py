@@ -160,3 +160,60 @@ def test_missing_secret_names_the_environment_variable(api: str, monkeypatch) ->
 
 def test_the_flows_registry_includes_the_shipped_yaml() -> None:
     assert "example_tickets" in SOURCES
+
+
+def test_a_key_repeated_in_one_run_is_still_merged_once(
+    api: str, store: TicketStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge skips dlt's de-duplication only when every key arrived once in the run."""
+    p = pipeline(tmp_path)
+    serve_page = store.page
+
+    def update_while_paging(version: dict[str, Any]) -> None:
+        """Upsert ``version`` just before the run's second page: the feed then holds its id twice."""
+        calls = 0
+
+        def page(params: dict[str, str]) -> bytes:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                store.upsert([version])
+            return serve_page(params)
+
+        monkeypatch.setattr(store, "page", page)
+
+    def deduplicated_hint() -> Any:
+        return p.default_schema.get_table("tickets").get("x-stage-data-deduplicated")
+
+    def distinct() -> list[tuple[Any, ...]]:
+        return query(tmp_path, "select count(*), count(distinct id) from raw_helpdesk.tickets")
+
+    # 1) ticket 1 (first page) changes while we page: read twice, merged once, newest kept
+    update_while_paging({**ticket(0), "status": "closed", "updated_at": iso(T0 + N)})
+    assert run(p) == N + 1
+    assert deduplicated_hint() is False
+    assert distinct() == [(N, N)]
+    assert query(tmp_path, "select status from raw_helpdesk.tickets where id = 1") == [("closed",)]
+
+    # 2) every key once: the de-duplication is skipped
+    monkeypatch.setattr(store, "page", serve_page)
+    store.upsert([{**ticket(i), "status": "open", "updated_at": iso(T0 + N + 1)} for i in range(PAGE + 10)])
+    assert run(p) == PAGE + 10
+    assert deduplicated_hint() is True
+    assert distinct() == [(N, N)]
+
+    # the hint set on the last batch left the other table hints alone
+    table = p.default_schema.get_table("tickets")
+    assert table["write_disposition"] == "merge"
+    assert table["columns"]["id"].get("primary_key") and table["columns"]["id"]["data_type"] == "bigint"
+    assert table["columns"]["updated_at"].get("dedup_sort") == "desc"
+
+    # 3) a repeat again: the True of the last run does not outlive it
+    store.upsert(
+        [{**ticket(i), "status": "pending", "updated_at": iso(T0 + N + 2)} for i in range(PAGE + 10)]
+    )
+    update_while_paging({**ticket(1), "status": "solved", "updated_at": iso(T0 + N + 3)})
+    assert run(p) == PAGE + 11
+    assert deduplicated_hint() is False
+    assert distinct() == [(N, N)]
+    assert query(tmp_path, "select status from raw_helpdesk.tickets where id = 2") == [("solved",)]

@@ -207,6 +207,21 @@ def test_records_to_arrow_keeps_every_key_and_serialises_nested_values() -> None
     assert table.to_pylist() == [{"a": 1, "b": '{"x":1}', "c": None}, {"a": 2, "b": None, "c": "z"}]
 
 
+@pytest.mark.parametrize(
+    "records",
+    [
+        [{"a": 1, "b": 2}, {"a": 3, "c": 4}],  # same number of keys, another key
+        [{"a": 1, "b": 2}, {"a": 3, "b": 4, "c": 5}, {"a": 6}],  # key counts that add up
+        [{"a": 1}, {"b": 2, "a": 3}],  # a key only in a later record
+    ],
+)
+def test_records_to_arrow_finds_keys_missing_from_the_first_record(records: list[dict[str, Any]]) -> None:
+    table = records_to_arrow(records)
+    names = list(dict.fromkeys(key for record in records for key in record))
+    assert table.column_names == names
+    assert table.to_pylist() == [{name: record.get(name) for name in names} for record in records]
+
+
 def test_records_to_arrow_json_columns_and_mixed_values() -> None:
     table = records_to_arrow([{"t": None, "m": "s"}, {"t": [1], "m": {"k": 1}}], json_columns=["t"])
     assert table.schema.field("t").type == pa.string()
