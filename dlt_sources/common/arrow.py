@@ -8,10 +8,12 @@ the resource) unless a source maps them to a child table itself.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable, Sequence
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pyarrow as pa
@@ -120,3 +122,37 @@ def records_to_arrow(
     inferred = zip(columns[len(schema) :], arrays[len(schema) :], strict=True)
     fields = list(schema) + [pa.field(name, array.type) for (name, _), array in inferred]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema.metadata))
+
+
+class _ExpectedHintWarning(logging.Filter):
+    """Drop dlt's per-batch warning that Arrow and declared column hints differ, for our resources.
+
+    Why: a ``json`` column is JSON text in Arrow (``text`` to dlt) and a declared
+    ``nullable: false`` column is nullable in Arrow; dlt keeps the declared hints, which
+    is what we want, but says so in a WARNING for every batch of every run.
+    """
+
+    resources: ClassVar[set[str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Staging data is declared as already deduplicated" in message:
+            # a cursor's dedup_sort is meant for the runs where a key repeats (see the REST
+            # source's _declare_deduplicated); on the others dlt says on every load it is unused
+            match = re.search(r' in table "([^"]+)"', message)
+            return not (match and match.group(1) in self.resources)
+        if "when merging arrow schema with dlt schema" not in message:
+            return True
+        name = message.removeprefix("In resource: ").split(",", 1)[0]
+        return name not in self.resources
+
+
+_hint_warning_filter = _ExpectedHintWarning()
+
+
+def quiet_expected_hint_warnings(resources: Iterable[str]) -> None:
+    """Silence the expected hint warnings for these resources (names are global to dlt's logger)."""
+    _ExpectedHintWarning.resources.update(resources)
+    dlt_logger = logging.getLogger("dlt")
+    if _hint_warning_filter not in dlt_logger.filters:
+        dlt_logger.addFilter(_hint_warning_filter)

@@ -24,6 +24,7 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
+from dlt_sources.common.arrow import quiet_expected_hint_warnings
 from dlt_sources.common.schema_policy import check_policy
 
 from . import settings
@@ -88,6 +89,7 @@ def github_source(
     """
     repos = validate_repositories(repositories)
     policy = check_policy("github", schema_policy)
+    quiet_expected_hint_warnings(settings.RESOURCES)
     if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}")
     initial: datetime | None = parse_timestamp(initial_since)

@@ -15,24 +15,22 @@ cursor is sent as a request parameter and also filtered in Arrow by dlt.
 # resource function by resolving its annotation at runtime.
 import base64
 import gc
-import logging
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import dlt
 import pyarrow as pa
 import requests
 from dlt.extract.source import DltSource
 
-from dlt_sources.common.arrow import records_to_arrow
+from dlt_sources.common.arrow import quiet_expected_hint_warnings, records_to_arrow
 from dlt_sources.common.http import ApiClient, SourceSettings
 
 from .config import PLACEHOLDER_RE, Resource, RestConfigError, RestSourceConfig, load_file
@@ -434,39 +432,10 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
     return dlt.resource(fetch_incremental, **options)(cursor=incremental)
 
 
-class _ExpectedHintWarning(logging.Filter):
-    """Drop dlt's per-batch warning that Arrow and declared column hints differ, for our resources.
-
-    Why: a ``json`` column is JSON text in Arrow (``text`` to dlt) and a declared
-    ``nullable: false`` column is nullable in Arrow; dlt keeps the declared hints, which
-    is what we want, but says so in a WARNING for every batch of every run.
-    """
-
-    resources: ClassVar[set[str]] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "Staging data is declared as already deduplicated" in message:
-            # our cursor's dedup_sort is meant for the runs where a key repeats (see
-            # _declare_deduplicated); on the others dlt says, on every load, that it is unused
-            match = re.search(r' in table "([^"]+)"', message)
-            return not (match and match.group(1) in self.resources)
-        if "when merging arrow schema with dlt schema" not in message:
-            return True
-        name = message.removeprefix("In resource: ").split(",", 1)[0]
-        return name not in self.resources
-
-
-_hint_warning_filter = _ExpectedHintWarning()
-
-
 def rest_source(config: RestSourceConfig) -> DltSource:
     """The dlt source of one validated file; resolves its ``{{ … }}`` settings now."""
     make_client = _client_factory(config)
-    _ExpectedHintWarning.resources.update(resource.name for resource in config.resources)
-    dlt_logger = logging.getLogger("dlt")
-    if _hint_warning_filter not in dlt_logger.filters:
-        dlt_logger.addFilter(_hint_warning_filter)
+    quiet_expected_hint_warnings(resource.name for resource in config.resources)
 
     def resources() -> list[Any]:
         return [_make_resource(config, resource, make_client) for resource in config.resources]
