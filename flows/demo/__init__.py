@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,11 +59,21 @@ class DemoSources:
 
 
 def stripe_store_for(data: dataset.ShopData) -> StripeStore:
-    store = StripeStore()
-    store.extend("customers", data.stripe_customers)
-    store.extend("charges", data.stripe_charges)
-    store.extend("refunds", data.stripe_refunds)
-    store.extend("invoices", invoices_for_charges(data.stripe_charges))
+    """A Stripe account whose history is the data set and whose clock runs on from its end.
+
+    Why not the wall clock: a restarted demo must serve the very same events (ids and
+    times), or every ``elt demo`` would look like a new account and reload everything.
+    The seeded events carry their objects' times and the stand-in's "now" starts an
+    hour after the newest object, so Stripe's 30-day event window is the same each time.
+    """
+    objects = [*data.stripe_customers, *data.stripe_charges, *data.stripe_refunds]
+    history_end = max((obj["created"] for obj in objects), default=0) + 3600
+    started = time.time()
+    store = StripeStore(clock=lambda: history_end + (time.time() - started))
+    store.extend("customers", data.stripe_customers, history=True)
+    store.extend("charges", data.stripe_charges, history=True)
+    store.extend("refunds", data.stripe_refunds, history=True)
+    store.extend("invoices", invoices_for_charges(data.stripe_charges), history=True)
     return store
 
 

@@ -169,8 +169,15 @@ class StripeStore:
         """Add one object; returns the stored copy (with defaults filled in)."""
         return self.extend(kind, [obj])[0]
 
-    def extend(self, kind: str, objs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Add many objects at once; re-sorts the index once instead of per insert."""
+    def extend(
+        self, kind: str, objs: Iterable[dict[str, Any]], *, history: bool = False
+    ) -> list[dict[str, Any]]:
+        """Add many objects at once; re-sorts the index once instead of per insert.
+
+        ``history=True`` seeds objects that existed before now: their creation events
+        are stamped with the object's own ``created`` rather than the clock, so a store
+        seeded the same way lists the same events after every restart.
+        """
         coll = self._collection(kind)
         prepared = [self._prepare(kind, obj) for obj in objs]
         with self._lock:
@@ -186,7 +193,7 @@ class StripeStore:
                 coll.keys.append((stored["created"], stored["id"]))
             coll.keys.sort()
             for stored, raw in prepared:
-                self._emit(_created_event_type(kind, stored), raw)
+                self._emit(_created_event_type(kind, stored), raw, at=stored["created"] if history else None)
         return [stored for stored, _ in prepared]
 
     def update(self, kind: str, id: str, event_type: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -404,10 +411,12 @@ class StripeStore:
             self._event_seq += 1
             return self._event_seq
 
-    def _emit(self, type_: str, object_raw: bytes, previous: dict[str, Any] | None = None) -> None:
-        """Record one event; ids grow with emission order, so (created, id) is that order."""
+    def _emit(
+        self, type_: str, object_raw: bytes, previous: dict[str, Any] | None = None, at: int | None = None
+    ) -> None:
+        """Record one event (at ``at``, default the clock); ids grow with emission order."""
         with self._lock:
-            created = int(self.clock())
+            created = int(self.clock()) if at is None else at
             eid = f"evt_{self._next_seq():016d}"
             data = b'{"object":%s%s}' % (
                 object_raw,
