@@ -39,7 +39,7 @@ def fits(declared: str, value: Any) -> bool:
     if declared == "json":
         return True
     got = value_type(value)
-    if declared == "timestamp":
+    if declared in ("timestamp", "date"):
         return got == "text"
     if declared == "double":
         return got in ("double", "bigint")

@@ -32,6 +32,7 @@ from dlt.extract.source import DltSource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings, records_to_arrow
 from dlt_sources.common.http import ApiClient, SourceSettings
+from dlt_sources.common.schema_policy import enforce
 
 from .config import PLACEHOLDER_RE, Resource, RestConfigError, RestSourceConfig, load_file
 from .config import resolve_placeholders as _resolve
@@ -181,6 +182,21 @@ def _coerce_initial(value: Any, data_type: str | None) -> Any:
     from dlt.common.time import ensure_pendulum_date, ensure_pendulum_datetime
 
     return ensure_pendulum_datetime(value) if data_type == "timestamp" else ensure_pendulum_date(value)
+
+
+def _fits_declared(inferred: pa.DataType, declared: str | None) -> bool:
+    """Whether an inferred Arrow type is what a JSON value of the declared type becomes."""
+    if declared is None or declared == "json" or pa.types.is_null(inferred):
+        return True
+    if declared in ("text", "timestamp", "date"):
+        return pa.types.is_string(inferred) or pa.types.is_large_string(inferred)
+    if declared == "bigint":
+        return pa.types.is_integer(inferred)
+    if declared in ("double", "decimal"):
+        return pa.types.is_integer(inferred) or pa.types.is_floating(inferred)
+    if declared == "bool":
+        return pa.types.is_boolean(inferred)
+    return True
 
 
 def _cast(table: pa.Table, types: dict[str, pa.DataType]) -> pa.Table:
@@ -369,10 +385,25 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
         for name, hints in columns.items()
     }
 
+    declared = {name: hints["data_type"] for name, hints in columns.items()}
+
+    def to_table(records: list[dict[str, Any]]) -> pa.Table:
+        """Typed Arrow; only a page whose inferred types don't fit the declared ones pays
+        for the per-value schema-policy check (a field that changed type), so the fast
+        path stays fast. (Arrow would happily cast an int to a timestamp: check first.)"""
+        try:
+            table = records_to_arrow(records, json_columns=json_columns)
+            if all(_fits_declared(field.type, declared.get(field.name)) for field in table.schema):
+                return _cast(table, types)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        checked = enforce(config.name, resource.name, records, declared, config.schema_policy)
+        return _cast(records_to_arrow(checked, json_columns=json_columns), types)
+
     def tables(params: dict[str, Any]) -> Iterator[Any]:
         """Arrow tables of ~BATCH_ROWS rows; pages are fetched and converted one thread ahead."""
         pages = (
-            _cast(records_to_arrow(records, json_columns=json_columns), types)
+            to_table(records)
             for records in _pages(make_client, resource, client_paginator, params)
             if records
         )

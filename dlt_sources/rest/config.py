@@ -17,12 +17,13 @@ from typing import Any
 
 import yaml
 
+from dlt_sources.common.schema_policy import POLICIES
 from dlt_sources.errors import SourceError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 PLACEHOLDER_RE = re.compile(r"\{\{\s*(secrets|config)\.([A-Za-z0-9_.]+)\s*\}\}")
 
-TOP_KEYS = frozenset({"client", "resource_defaults", "resources"})
+TOP_KEYS = frozenset({"client", "resource_defaults", "resources", "schema_policy"})
 CLIENT_KEYS = frozenset({"base_url", "auth", "paginator", "headers"})
 RESOURCE_KEYS = frozenset({"name", "endpoint", "primary_key", "write_disposition", "columns"})
 ENDPOINT_KEYS = frozenset({"path", "params", "data_selector", "incremental", "paginator"})
@@ -95,6 +96,7 @@ class RestSourceConfig:
     file: Path
     client: dict[str, Any]
     resources: tuple[Resource, ...]
+    schema_policy: str = "evolve"
 
 
 def load_file(path: Path) -> RestSourceConfig:
@@ -140,7 +142,10 @@ def parse(raw: Any, path: Path) -> RestSourceConfig:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise v.error("resources", f"duplicate resource name(s): {', '.join(duplicates)}")
-    return RestSourceConfig(name=path.stem, file=path, client=client, resources=parsed)
+    policy = doc.get("schema_policy", "evolve")
+    if policy not in POLICIES:
+        raise v.error("schema_policy", f"must be one of {', '.join(POLICIES)}, got {policy!r}")
+    return RestSourceConfig(name=path.stem, file=path, client=client, resources=parsed, schema_policy=policy)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import dlt
 import duckdb
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from dlt_sources.common.http import ApiAuthError
 from dlt_sources.rest import declared_sources
@@ -217,3 +218,40 @@ def test_a_key_repeated_in_one_run_is_still_merged_once(
     assert deduplicated_hint() is False
     assert distinct() == [(N, N)]
     assert query(tmp_path, "select status from raw_helpdesk.tickets where id = 2") == [("solved",)]
+
+
+@pytest.mark.parametrize("policy", ["evolve", "discard", "freeze"])
+def test_a_field_changing_type_follows_the_schema_policy(
+    policy: str, store: TicketStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a source whose `id` is declared bigint and the policy in its YAML
+    folder = tmp_path / "rest"
+    folder.mkdir()
+    (folder / "helpdesk.yml").write_text(f"schema_policy: {policy}\n" + YAML)
+    monkeypatch.setenv("ELT_REST_SOURCES_DIR", str(folder))
+    p = pipeline(tmp_path)
+    with serve_tickets(store, TOKEN) as url:
+        monkeypatch.setenv("SOURCES__HELPDESK__BASE_URL", url)
+        monkeypatch.setenv("SOURCES__HELPDESK__TOKEN", TOKEN)
+        assert run(p) == N
+        # WHEN a ticket arrives whose `created_at` is no longer a timestamp but a number
+        store.upsert([{**ticket(5), "created_at": 1_750_000_000, "updated_at": iso(T0 + N)}])
+        if policy == "freeze":
+            # THEN freeze fails naming source, table and column, and nothing is lost
+            with pytest.raises(PipelineStepFailed) as failure:
+                run(p)
+            error = source_error_in(failure.value)
+            assert error is not None
+            assert "helpdesk source: table `tickets`, column `created_at` changed type" in str(error)
+            assert query(tmp_path, "select count(*) from raw_helpdesk.tickets") == [(N,)]
+            return
+        assert run(p) == 1
+    columns = {
+        name
+        for (name,) in query(
+            tmp_path, "select column_name from information_schema.columns where table_name = 'tickets'"
+        )
+    }
+    # evolve keeps the value in a variant column; discard drops it and keeps the row
+    assert ("created_at__v_bigint" in columns) is (policy == "evolve")
+    assert query(tmp_path, "select created_at is null from raw_helpdesk.tickets where id = 6") == [(True,)]
