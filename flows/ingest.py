@@ -19,6 +19,7 @@ import dlt
 # Imported up front, in the main thread: dlt imports pyarrow lazily, and two ingest
 # tasks importing it at once in their threads see a half-initialised module.
 import pyarrow  # noqa: F401
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 from prefect import task
@@ -89,6 +90,8 @@ def run_source(source: str, settings: Settings) -> IngestResult:
     pipeline = pipeline_for(source, settings)
     try:
         load_info = pipeline.run(SOURCES[source](), loader_file_format=LOADER_FILE_FORMAT)
+    except ConfigFieldMissingException as exc:
+        raise missing_settings_error(source, exc) from None
     except PipelineStepFailed as exc:
         # dlt wraps the source's own error; surface it so the message names the source.
         cause = source_error_in(exc) or contract_error_in(source, exc)
@@ -154,6 +157,15 @@ def contract_error_in(source: str, exc: BaseException) -> SourceError | None:
         f"{source} source: table `{violation.table_name}`, column `{violation.column_name}` "
         f"violates the schema policy ({violation.schema_entity}: {violation.contract_mode}); "
         f"see `sources.{source}.schema_policy`."
+    )
+
+
+def missing_settings_error(source: str, exc: ConfigFieldMissingException) -> SourceError:
+    """dlt's multi-page lookup report as one line naming the settings to set."""
+    names = ", ".join(f"SOURCES__{source.upper()}__{field.upper()}" for field in exc.traces)
+    return SourceError(
+        f"source {source}: missing setting(s) {names} "
+        f"(environment, or [sources.{source}] in .dlt/secrets.toml)"
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dlt_sources.errors import SourceError
 from flows.cli import app
 from flows.config import ConfigError, Warehouse, load_settings
 
@@ -91,3 +92,15 @@ def test_cli_bad_configuration_is_one_line_and_exit_1(args: list[str], expected:
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     assert lines[0].startswith("error:") and expected in lines[0]
+
+
+def test_missing_source_settings_are_one_line_naming_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.ingest import run_source
+
+    for name in ("SOURCES__GITHUB__ACCESS_TOKEN", "SOURCES__GITHUB__REPOSITORIES"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SourceError) as excinfo:
+        run_source("github", load_settings())
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert "SOURCES__GITHUB__ACCESS_TOKEN" in message and "SOURCES__GITHUB__REPOSITORIES" in message
