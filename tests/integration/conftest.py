@@ -30,3 +30,14 @@ def make_pipeline(tmp_path: Path, db_path: Path, request: pytest.FixtureRequest)
         )
 
     return make
+
+
+@pytest.fixture
+def dbt_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the dbt profile's duckdb target at the test and keep dbt's artifacts in tmp_path
+    (so parallel runs cannot trample each other); returns dbt's target folder."""
+    monkeypatch.setenv("ELT_DBT_TARGET", "duckdb")
+    monkeypatch.setenv("ELT_DBT_SCHEMA", "analytics")
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt_target"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "dbt_logs"))
+    return tmp_path / "dbt_target"

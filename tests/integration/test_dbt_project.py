@@ -16,12 +16,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from flows.transform import (
-    DBT_PROJECT_DIR,
-    DbtBuildError,
-    load_run_results,
-    release_duckdb_connection,
-)
+from flows.config import TRANSFORM_DIR
+from flows.transform import DbtBuildError, load_run_results, release_duckdb_connection
 
 RAW_SQL = """
 create schema raw_shop;
@@ -126,19 +122,12 @@ insert into raw_stripe.invoices values
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dbt_workspace: Path) -> Iterator[Path]:
     """A DuckDB file with raw_shop / raw_stripe tables, wired into the dbt profile via env vars."""
     path = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(path)) as con:
         con.execute(RAW_SQL)
     monkeypatch.setenv("ELT_DUCKDB_PATH", str(path))
-    monkeypatch.setenv("ELT_DBT_TARGET", "duckdb")
-    monkeypatch.setenv("ELT_DBT_SCHEMA", "analytics")
-    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    monkeypatch.setenv("DO_NOT_TRACK", "1")
-    # keep dbt artifacts out of the repo so parallel runs cannot trample each other
-    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt_target"))
-    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "dbt_logs"))
     yield path
 
 
@@ -150,16 +139,16 @@ def _rows(path: Path, sql: str) -> list[dict[str, Any]]:
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def test_dbt_build_produces_expected_marts(warehouse: Path, tmp_path: Path) -> None:
+def test_dbt_build_produces_expected_marts(warehouse: Path, dbt_workspace: Path) -> None:
     from dbt.cli.main import dbtRunner
 
     result = dbtRunner().invoke(
         [
             "build",
             "--project-dir",
-            str(DBT_PROJECT_DIR),
+            str(TRANSFORM_DIR),
             "--profiles-dir",
-            str(DBT_PROJECT_DIR),
+            str(TRANSFORM_DIR),
             "--target",
             "duckdb",
             # raw_github is not in this fixture; test_github_source builds those models
@@ -170,7 +159,7 @@ def test_dbt_build_produces_expected_marts(warehouse: Path, tmp_path: Path) -> N
     )
     release_duckdb_connection()
 
-    summary = load_run_results(tmp_path / "dbt_target" / "run_results.json")
+    summary = load_run_results(dbt_workspace / "run_results.json")
     assert result.success, summary.failure_message()
     assert summary.failed == ()
     assert summary.warned == ()

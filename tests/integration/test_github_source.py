@@ -308,14 +308,15 @@ def test_raw_contracts_and_staging_models_pass_on_a_real_load(
     base_url: str,
     make_pipeline: PipelineFactory,
     db_path: Path,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    dbt_workspace: Path,
 ) -> None:
     """The Soda contracts and dbt staging models match what the source really writes."""
     from dbt.cli.main import dbtRunner
 
     from flows.checks import CHECKS_DIR, Outcome, contract_paths, verify_contracts
-    from flows.transform import DBT_PROJECT_DIR, release_duckdb_connection
+    from flows.config import TRANSFORM_DIR
+    from flows.transform import release_duckdb_connection
 
     run(make_pipeline("github_contracts"), source(base_url))
     monkeypatch.setenv("ELT_DUCKDB_PATH", str(db_path))
@@ -326,13 +327,7 @@ def test_raw_contracts_and_staging_models_pass_on_a_real_load(
         assert result.passed, result.failure_message()
         assert {c.outcome for c in result.checks} == {Outcome.PASSED}  # schema really evaluated
 
-    monkeypatch.setenv("ELT_DBT_TARGET", "duckdb")
-    monkeypatch.setenv("ELT_DBT_SCHEMA", "analytics")
-    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    monkeypatch.setenv("DO_NOT_TRACK", "1")
-    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt_target"))
-    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "dbt_logs"))
-    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    project = ["--project-dir", str(TRANSFORM_DIR), "--profiles-dir", str(TRANSFORM_DIR)]
     selection = ["--select", "staging.github"]
     result = dbtRunner().invoke(["build", *project, "--target", "duckdb", "--quiet", *selection])
     release_duckdb_connection()
