@@ -30,13 +30,13 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from ruamel.yaml import YAML, YAMLError
 
+from flows.config import CHECKS_DIR, PROJECT_DIR
+
 # Soda reads this once, when soda_core's API module is first imported, and would
 # otherwise send anonymous usage traces to collect.soda.io (and install a global
 # OpenTelemetry exporter). Soda is only imported lazily below, after this line.
 os.environ["SODA_CORE_TELEMETRY_ENABLED"] = "false"
 
-REPO_ROOT: Path = Path(__file__).resolve().parent.parent
-CHECKS_DIR: Path = REPO_ROOT / "checks"
 LAYERS: tuple[str, ...] = ("raw", "marts")
 
 logger = logging.getLogger(__name__)
@@ -440,7 +440,7 @@ def _mask(text: str, secrets: list[str]) -> str:
 def _display(path: Path) -> str:
     """Repo-relative path for messages, e.g. checks/marts/fct_orders.yml."""
     try:
-        return str(path.resolve().relative_to(REPO_ROOT))
+        return str(path.resolve().relative_to(PROJECT_DIR))
     except ValueError:
         return str(path)
 

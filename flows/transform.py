@@ -17,8 +17,8 @@ from typing import Any, Final
 
 from prefect import flow, get_run_logger
 
-REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[1]
-DBT_PROJECT_DIR: Final[Path] = REPO_ROOT / "transform"
+from flows.config import TRANSFORM_DIR
+
 DEFAULT_TARGET: Final[str] = "duckdb"
 TARGET_ENV_VAR: Final[str] = "ELT_DBT_TARGET"
 
@@ -205,7 +205,7 @@ def run_dbt_build(
     extra_args: Sequence[str] = (),
     *,
     target: str | None = None,
-    project_dir: Path = DBT_PROJECT_DIR,
+    project_dir: Path = TRANSFORM_DIR,
     profiles_dir: Path | None = None,
     target_path: Path | None = None,
     log_path: Path | None = None,
