@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
+import urllib3
 
 from dlt_sources.errors import SourceError, SourceUnreachable
 
@@ -95,6 +96,27 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+def _read_body(response: requests.Response) -> bytes:
+    """The whole body of a streamed response, in one read; errors as requests raises them.
+
+    Why not ``response.content``: requests reads it in 10 kB chunks through a generator,
+    ~0.3 ms per 300 kB page, a tenth of what a REST load spends per page. A body cut
+    short (the server closed early) or stalled is a ``ConnectionError`` / ``Timeout``,
+    retried like a failed request (``.content`` raises ``ChunkedEncodingError`` for it).
+    Once the body is read, urllib3 puts the connection back in the pool (keep-alive).
+    """
+    try:
+        content = response.raw.read(decode_content=True)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        response.close()  # a broken connection is not reused
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            raise requests.Timeout(exc, response=response) from None
+        raise requests.ConnectionError(exc, response=response) from None
+    # what ``.content`` sets, so ``response.text`` and ``.json()`` keep working for callers
+    response._content, response._content_consumed = content, True
+    return content
+
+
 class ApiClient:
     """A ``requests.Session`` with retries, backoff and setting-naming errors."""
 
@@ -152,11 +174,13 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         ok_statuses: frozenset[int] = frozenset(),
+        decode: Callable[[bytes], Any] = orjson.loads,
     ) -> tuple[requests.Response, Any]:
-        """GET with retries; returns the response and its decoded JSON body.
+        """GET with retries; returns the response and its body as ``decode`` returns it.
 
         Statuses in ``ok_statuses`` (e.g. 304 for a conditional request) return
-        ``(response, None)`` without decoding.
+        ``(response, None)`` without decoding. ``decode`` raises orjson's error for a
+        body that is not JSON, which is retried like a transient failure.
         """
         url = self.url_for(path)
         attempt = 0
@@ -165,7 +189,10 @@ class ApiClient:
             retry_after: float | None = None
             try:
                 self.requests_made += 1
-                response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+                response = self.session.get(
+                    url, params=params, headers=headers, timeout=self.timeout, stream=True
+                )
+                content = _read_body(response)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = type(exc).__name__
                 if attempt >= self.max_retries:
@@ -180,10 +207,10 @@ class ApiClient:
                     return response, None
                 if 200 <= status < 300:
                     try:
-                        return response, orjson.loads(response.content)
+                        return response, decode(content)
                     except orjson.JSONDecodeError:
                         # A truncated or garbled body: the next attempt usually succeeds.
-                        problem = f"invalid JSON body ({len(response.content)} bytes)"
+                        problem = f"invalid JSON body ({len(content)} bytes)"
                         if attempt >= self.max_retries:
                             raise ApiError(
                                 f"{self.names.source} source: GET {safe_url(url)} returned {problem} "

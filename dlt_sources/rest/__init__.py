@@ -4,8 +4,10 @@ Each ``<name>.yml`` (dlt ``rest_api`` config shape, subset in README.md) becomes
 source ``<name>`` that loads ``raw_<name>``. The resources are built here rather than by
 ``dlt.sources.rest_api``, for speed: pages are fetched with the shared
 :class:`~dlt_sources.common.http.ApiClient` (retries, backoff, Retry-After, errors that
-name the setting), decoded once with orjson and yielded as Arrow tables, which skip
-dlt's row-by-row normalizer (nested objects become JSON columns). An incremental
+name the setting), decoded once and yielded as Arrow tables, which skip dlt's row-by-row
+normalizer (nested objects become JSON columns). A resource that declares its
+``columns`` decodes its pages with msgspec into typed structs (typed_pages.py); a page
+that does not fit the declaration, or an undeclared resource, is decoded with orjson. An incremental
 cursor is sent as a request parameter and also filtered in Arrow by dlt.
 
 ``ELT_REST_SOURCES_DIR`` points the loader at another folder (tests, deployments).
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import orjson
 import pyarrow as pa
 import requests
 from dlt.extract.source import DltSource
@@ -36,7 +39,8 @@ from dlt_sources.common.schema_policy import enforce
 
 from .config import PLACEHOLDER_RE, Resource, RestConfigError, RestSourceConfig, load_file
 from .config import resolve_placeholders as _resolve
-from .paginators import get_path, make_paginator
+from .paginators import Paginator, get_path, make_paginator
+from .typed_pages import PageDecoder, TypedPage
 
 __all__ = ["RestConfigError", "declared_sources", "load_file", "rest_source", "sources_dir"]
 
@@ -350,19 +354,30 @@ def _declare_deduplicated(batches: Iterator[pa.Table], keys: list[str]) -> Itera
 
 
 def _pages(
-    make_client: Callable[[], ApiClient], resource: Resource, client_paginator: Any, params: dict[str, Any]
-) -> Iterator[list[dict[str, Any]]]:
-    """Record lists of every page of one endpoint."""
+    make_client: Callable[[], ApiClient],
+    resource: Resource,
+    paginator: Paginator,
+    params: dict[str, Any],
+    decoder: PageDecoder | None,
+) -> Iterator[list[dict[str, Any]] | TypedPage]:
+    """Every page of one endpoint: typed when ``decoder`` takes it, else its list of records."""
     where = f"{resource.name} ({resource.path})"
-    paginator = make_paginator(resource.paginator or client_paginator)
+    decode = decoder.decode if decoder is not None else orjson.loads
     with make_client() as client:
         auth_query: dict[str, str] = client.auth_query  # type: ignore[attr-defined]
         url, query = paginator.first(resource.path, {**params, **auth_query})
         while True:
-            response, body = client.get(url, query if query is not None else auth_query or None)
-            records = _selected(body, resource.data_selector, where)
-            yield records
-            following = paginator.advance(url, query, response, body, len(records))
+            sent = query if query is not None else auth_query or None
+            response, body = client.get(url, sent, decode=decode)
+            if isinstance(body, TypedPage):
+                page: list[dict[str, Any]] | TypedPage = body
+                n, body = len(body.records), body.body
+            else:
+                page = _selected(body, resource.data_selector, where)
+                n = len(page)
+            if n:
+                yield page
+            following = paginator.advance(url, query, response, body, n)
             if following is None:
                 return
             url, query = following
@@ -386,11 +401,21 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
     }
 
     declared = {name: hints["data_type"] for name, hints in columns.items()}
+    paginator_spec = resource.paginator or client_paginator
+    decoder = PageDecoder.for_resource(
+        declared, resource.data_selector, make_paginator(paginator_spec).body_paths()
+    )
 
-    def to_table(records: list[dict[str, Any]]) -> pa.Table:
+    def to_table(page: list[dict[str, Any]] | TypedPage) -> pa.Table:
         """Typed Arrow; only a page whose inferred types don't fit the declared ones pays
         for the per-value schema-policy check (a field that changed type), so the fast
         path stays fast. (Arrow would happily cast an int to a timestamp: check first.)"""
+        if isinstance(page, TypedPage):
+            try:
+                return _cast(decoder.to_arrow(page.records), types)  # type: ignore[union-attr]
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # e.g. an int beyond int64
+                page = _selected(orjson.loads(page.content), resource.data_selector, resource.name)
+        records = page
         try:
             table = records_to_arrow(records, json_columns=json_columns)
             if all(_fits_declared(field.type, declared.get(field.name)) for field in table.schema):
@@ -402,11 +427,8 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
 
     def tables(params: dict[str, Any]) -> Iterator[Any]:
         """Arrow tables of ~BATCH_ROWS rows; pages are fetched and converted one thread ahead."""
-        pages = (
-            to_table(records)
-            for records in _pages(make_client, resource, client_paginator, params)
-            if records
-        )
+        paginator = make_paginator(paginator_spec)  # fresh: paginators count
+        pages = map(to_table, _pages(make_client, resource, paginator, params, decoder))
         try:
             with _fewer_gc_passes():
                 batches = _batched(_prefetched(pages, PREFETCH_PAGES), BATCH_ROWS)

@@ -35,6 +35,10 @@ class Paginator:
     def first(self, url: str, params: dict[str, Any]) -> Request:
         return url, params
 
+    def body_paths(self) -> list[str]:
+        """The body fields ``advance`` reads (a typed decoder keeps only these and the records)."""
+        return []
+
     def advance(
         self, url: str, params: dict[str, Any] | None, response: requests.Response, body: Any, n: int
     ) -> Request | None:
@@ -48,6 +52,9 @@ class SinglePage(Paginator):
 class JsonLink(Paginator):
     def __init__(self, next_url_path: str = "next") -> None:
         self.next_url_path = next_url_path
+
+    def body_paths(self) -> list[str]:
+        return [self.next_url_path]
 
     def advance(self, url, params, response, body, n):  # type: ignore[no-untyped-def]
         link = get_path(body, self.next_url_path)
@@ -67,6 +74,9 @@ class Cursor(Paginator):
     def __init__(self, cursor_path: str = "cursors.next", cursor_param: str = "cursor") -> None:
         self.cursor_path = cursor_path
         self.cursor_param = cursor_param
+
+    def body_paths(self) -> list[str]:
+        return [self.cursor_path]
 
     def advance(self, url, params, response, body, n):  # type: ignore[no-untyped-def]
         cursor = get_path(body, self.cursor_path)
@@ -90,6 +100,9 @@ class _Counting(Paginator):
 
     def _past_total(self, total: Any) -> bool:
         raise NotImplementedError
+
+    def body_paths(self) -> list[str]:
+        return [self.total_path] if self.total_path else []
 
     def advance(self, url, params, response, body, n):  # type: ignore[no-untyped-def]
         if n == 0 and self.stop_after_empty_page:

@@ -18,9 +18,9 @@ following Stripe's documented semantics:
 * errors are ``{"error": {"type": ..., "message": ...}}`` with 400/401/404 statuses.
 
 Fault and edge-case simulation for client tests: ``fail_next`` (canned errors),
-a seeded ``fault_rate`` mixing 429 + ``Retry-After``, 500, 502, timeouts and truncated
-bodies, and paging quirks (``empty_last_page``, ``repeat_last_item``, ``on_page`` hook
-to mutate objects while a client is paging).
+a seeded ``fault_rate`` mixing 429 + ``Retry-After``, 500, 502, timeouts, truncated
+bodies and connections dropped mid-body, and paging quirks (``empty_last_page``,
+``repeat_last_item``, ``on_page`` hook to mutate objects while a client is paging).
 
 Stdlib ``ThreadingHTTPServer`` only; bodies are assembled from cached orjson bytes so
 that a thousand 100-object pages are served in a few seconds.
@@ -56,9 +56,10 @@ KINDS: dict[str, str] = {
 EVENT_RETENTION_S = 30 * 24 * 3600
 """Stripe lists events of the last 30 days only."""
 API_VERSION = "2024-06-20"
-FAULT_KINDS: tuple[str, ...] = ("429", "500", "502", "timeout", "truncate")
+FAULT_KINDS: tuple[str, ...] = ("429", "500", "502", "timeout", "truncate", "drop")
 """What ``fault_rate`` mixes: 429 with Retry-After, 500, 502, a response slower than the
-client's timeout, and a 200 whose body is cut in half."""
+client's timeout, a 200 whose body is cut in half, and a 200 whose connection drops half
+way through the body its Content-Length announced."""
 _EVENT_TAIL = (
     b'"livemode":false,"pending_webhooks":0,"request":{"id":null,"idempotency_key":null},"type":"%s"}'
 )
@@ -566,28 +567,28 @@ class _StripeHandler(QuietHandler):
     server_version = "stripe-standin/1"
 
     def do_GET(self) -> None:
-        truncate = False
+        cut: str | None = None
         try:
-            body, truncate = self._route()
+            body, cut = self._route()
             status, headers = 200, None
         except StripeError as exc:
             status, body, headers = exc.status, exc.body(), exc.headers
         except Exception as exc:
             error = StripeError(500, f"internal error: {exc!r}", "api_error")
             status, body, headers = 500, error.body(), None
-        if truncate:
+        if cut == "truncate":
             body = body[: len(body) // 2]  # valid status and length, broken JSON
         # the client may have given up (its timeout fired during an injected delay)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._send(status, body, headers)
+            self._send(status, body, headers, drop=cut == "drop")
 
     def _method_not_allowed(self) -> None:
         self._send(405, StripeError(405, f"Unrecognized request method: {self.command}").body())
 
     do_POST = do_PUT = do_PATCH = do_DELETE = _method_not_allowed
 
-    def _route(self) -> tuple[bytes, bool]:
-        """The response body and whether to truncate it (an injected fault)."""
+    def _route(self) -> tuple[bytes, str | None]:
+        """The response body and how to cut it short (an injected fault), if at all."""
         store = self.server.store
         self._authenticate()
         fault = store.take_fault()
@@ -607,17 +608,18 @@ class _StripeHandler(QuietHandler):
             raise StripeError(int(random_fault), f"injected {random_fault}", "api_error")
         if random_fault == "timeout":
             time.sleep(store.timeout_sleep)
+        cut = random_fault if random_fault in ("truncate", "drop") else None
         url = urlsplit(self.path)
         parts = [p for p in url.path.split("/") if p]
         pairs = parse_qsl(url.query, keep_blank_values=True)
         if parts == ["v1", "events"]:
             params = {k: v for k, v in pairs if not k.startswith("types[")}
             types = [v for k, v in pairs if k.startswith("types[")]
-            return store.list_events_raw(params, types or None), random_fault == "truncate"
+            return store.list_events_raw(params, types or None), cut
         if len(parts) in (2, 3) and parts[0] == "v1" and parts[1] in KINDS:
             if len(parts) == 3:
-                return store.retrieve_raw(parts[1], parts[2]), random_fault == "truncate"
-            return store.list_raw(parts[1], dict(pairs)), random_fault == "truncate"
+                return store.retrieve_raw(parts[1], parts[2]), cut
+            return store.list_raw(parts[1], dict(pairs)), cut
         raise StripeError(404, f"Unrecognized request URL (GET: {url.path}).")
 
     def _authenticate(self) -> None:
@@ -632,13 +634,19 @@ class _StripeHandler(QuietHandler):
         if scheme.lower() != "bearer" or key.strip() != self.server.api_key:
             raise StripeError(401, "Invalid API Key provided.")
 
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None, drop: bool = False
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
+        if drop:  # half of the announced body, then the connection closes
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
 
