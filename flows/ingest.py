@@ -30,15 +30,18 @@ from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.github import github_source
 from dlt_sources.rest import declared_sources
 from dlt_sources.shop import shop_source
+from dlt_sources.sql_database import declared_databases
 from dlt_sources.stripe import stripe_source
 from flows.config import LOADER_FILE_FORMAT, Settings
 
 # Source name -> factory of the dlt source. The name is also the dataset suffix
 # (raw_<name>), the staging folder in transform/ and the folder in checks/raw/.
-# Declarative REST sources (one YAML per API in dlt_sources/rest/) come first, so a
-# YAML can never shadow a Python source of the same name.
+# Declarative REST sources (one YAML per API in dlt_sources/rest/) and SQL databases
+# (one YAML per database in dlt_sources/sql_database/) come first, so a YAML can never
+# shadow a Python source of the same name.
 SOURCES: dict[str, Callable[[], Any]] = {
     **declared_sources(),
+    **declared_databases(),
     "shop": shop_source,
     "stripe": stripe_source,
     "github": github_source,
