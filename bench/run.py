@@ -304,11 +304,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["shop", "stripe", "rest"],
+        choices=["shop", "stripe", "rest", "sql"],
         help="run only this benchmark (repeatable); default: all",
     )
+    parser.add_argument(
+        "--sql-rows", type=int, default=5_000_000, help="rows of the generated SQL source table"
+    )
     args = parser.parse_args(argv)
-    only = set(args.only or ["shop", "stripe", "rest"])
+    only = set(args.only or ["shop", "stripe", "rest", "sql"])
 
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="elt-bench-"))
@@ -331,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
                 figures |= bench_stripe(tmp, data)
         if "rest" in only and args.rest_records > 0:
             figures |= bench_rest(tmp, args.rest_records, max(1, args.rest_repeats))
+        if "sql" in only and args.sql_rows > 0:
+            from bench.sql import bench_sql
+
+            figures |= bench_sql(tmp, args.sql_rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

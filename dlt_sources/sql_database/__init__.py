@@ -311,7 +311,7 @@ def _read(
     spec = table.config
 
     def stream(query: sa.Select[Any]) -> Iterator[pa.Table]:
-        return map(conform, database.stream(query))
+        return (conform(batch) for batch in database.stream(query) if batch.num_rows)
 
     if partitions <= 1:
         yield from merged([partial(stream, table.select(*conditions))])

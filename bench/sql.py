@@ -1,0 +1,245 @@
+"""SQL database source benchmark: our fast path against PostgreSQL's own COPY floor.
+
+Run by ``python -m bench.run --only sql [--sql-rows N]``. It generates an 11-column
+table (bigint, timestamptz, text, numeric(12,2), float8, bool, jsonb, …) in a local
+PostgreSQL, then measures in the same run:
+
+* ``sql_copy_floor_rows_per_s``: ``COPY (select …) TO STDOUT (FORMAT binary)`` into a
+  sink that drops the bytes — how fast the server alone hands the rows out;
+* ``sql_rows_per_s``: our source (``dlt_sources/sql_database``) loading the whole table
+  into DuckDB, exactly as ``elt run`` does (parquet, replace on the first full read);
+* ``sql_dlt_defaults_rows_per_s``: dlt's ``sql_table`` with its defaults on a 200k-row
+  sample (it needs minutes for millions);
+* ``incremental_empty_s`` / ``incremental_1pct_s``: ``pipeline.run`` time of a run that
+  finds nothing new, and of one after 1% of the rows were updated.
+
+Each load runs in a child process (``python -m bench.sql worker …``), which reports its
+own peak RSS and the seconds of dlt's extract / normalize / load steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from flows.demo.postgres import running_postgres
+
+TABLE = "bench_rows"
+SAMPLE_TABLE = "bench_sample"
+DLT_DEFAULTS_ROWS = 200_000
+PARTITIONS = 2
+SOURCE = "sqlbench"
+
+SCHEMA_SQL = f"""
+create table {TABLE} (
+    id bigint primary key,
+    created_at timestamptz not null,
+    updated_at timestamptz not null,
+    customer text not null,
+    amount numeric(12, 2) not null,
+    score float8,
+    active bool not null,
+    payload jsonb,
+    quantity integer not null,
+    note text,
+    category text not null
+)
+"""
+FILL_SQL = f"""
+insert into {TABLE}
+select g,
+       timestamptz '2024-01-01' + g * interval '1 second',
+       timestamptz '2024-01-01' + g * interval '1 second',
+       'customer-' || mod(g, 100000),
+       round(mod(g, 1000000) / 7.0, 2),
+       g / 3.0,
+       mod(g, 2) = 0,
+       jsonb_build_object(
+           'sku', 'SKU-' || mod(g, 5000), 'qty', mod(g, 17), 'tags', jsonb_build_array('a', 'b')
+       ),
+       mod(g, 100),
+       case when mod(g, 10) = 0 then null else 'note about row ' || g end,
+       'category-' || mod(g, 50)
+from generate_series(%s, %s) g
+"""
+CONFIG = f"""
+credentials: "{{{{ secrets.sources.{SOURCE}.credentials }}}}"
+tables:
+  - name: {TABLE}
+    primary_key: id
+    cursor: updated_at
+    partitions: {PARTITIONS}
+"""
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class _DiscardSink:
+    """``copy_expert`` target that drops the bytes: the floor is the server's own speed."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.bytes += len(data)
+        return len(data)
+
+
+def _execute(dsn: str, *statements: tuple[str, Any]) -> None:
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for sql, params in statements:
+            cur.execute(sql, params)
+    conn.close()
+
+
+def generate(dsn: str, rows: int) -> None:
+    """The table, its cursor index, a sample copy for dlt's defaults, and fresh statistics."""
+    _execute(dsn, (SCHEMA_SQL, None))
+    chunk = 1_000_000
+    for first in range(1, rows + 1, chunk):
+        _execute(dsn, (FILL_SQL, (first, min(rows, first + chunk - 1))))
+    _execute(
+        dsn,
+        (f"create index on {TABLE} (updated_at)", None),
+        (f"create table {SAMPLE_TABLE} as select * from {TABLE} order by id limit %s", (DLT_DEFAULTS_ROWS,)),
+        (f"alter table {SAMPLE_TABLE} add primary key (id)", None),
+        (f"vacuum analyze {TABLE}", None),
+        (f"vacuum analyze {SAMPLE_TABLE}", None),
+    )
+
+
+def copy_floor(dsn: str) -> tuple[int, float]:
+    """Rows and seconds of a binary COPY of the whole table to a discarding sink."""
+    conn = psycopg2.connect(dsn)
+    sink = _DiscardSink()
+    started = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.copy_expert(f"copy (select * from {TABLE}) to stdout (format binary)", sink)
+        rows = cur.rowcount
+    seconds = time.perf_counter() - started
+    conn.close()
+    return rows, seconds
+
+
+def _worker(mode: str, dsn: str, workdir: Path) -> dict[str, Any]:
+    """Run one load in a child process; its JSON result (rows, seconds, steps, peak RSS)."""
+    command = [sys.executable, "-m", "bench.sql", "worker", mode, str(workdir)]
+    env = {**os.environ, f"SOURCES__{SOURCE.upper()}__CREDENTIALS": dsn}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"sql bench worker {mode!r} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    log(
+        f"sql: {mode}: {result['rows']} rows in {result['seconds']:.2f}s "
+        f"({result['steps']}), peak RSS {result['maxrss_mb']:.0f} MB"
+    )
+    return result
+
+
+def bench_sql(tmp: Path, rows: int) -> dict[str, float]:
+    """All SQL figures, against one generated table."""
+    workdir = tmp / "sql"
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / f"{SOURCE}.yml").write_text(CONFIG)
+    with running_postgres(tmp / "sql-pg", durable=False) as pg:
+        dsn = pg.dsn()
+        log(f"sql: generating {rows:,} rows")
+        started = time.perf_counter()
+        generate(dsn, rows)
+        log(f"sql: generated in {time.perf_counter() - started:.1f}s")
+
+        copy_rows, copy_s = copy_floor(dsn)
+        log(f"sql: COPY floor {copy_rows:,} rows in {copy_s:.2f}s")
+        full = _worker("full", dsn, workdir)
+        empty = _worker("incremental", dsn, workdir)
+        changed = max(1, rows // 100)
+        _execute(
+            dsn,
+            (
+                f"update {TABLE} set updated_at = now(), amount = amount + 1 "
+                f"where id in (select id from {TABLE} order by random() limit %s)",
+                (changed,),
+            ),
+        )
+        one_pct = _worker("incremental", dsn, workdir)
+        if one_pct["rows"] != changed:
+            log(f"sql: WARNING the 1% run loaded {one_pct['rows']} rows, {changed} were updated")
+        defaults = _worker("dlt_defaults", dsn, workdir)
+
+    if full["rows"] != copy_rows:
+        log(f"sql: WARNING our load wrote {full['rows']} rows, COPY read {copy_rows}")
+    rate = full["rows"] / full["seconds"]
+    floor = copy_rows / copy_s
+    return {
+        "sql_rows_per_s": rate,
+        "sql_copy_floor_rows_per_s": floor,
+        "sql_vs_floor_ratio": rate / floor,
+        "sql_dlt_defaults_rows_per_s": defaults["rows"] / defaults["seconds"],
+        "sql_full_load_s": full["seconds"],
+        "incremental_empty_s": empty["seconds"],
+        "incremental_1pct_s": one_pct["seconds"],
+        "incremental_1pct_vs_full_ratio": one_pct["seconds"] / full["seconds"],
+        "sql_peak_memory_mb": max(r["maxrss_mb"] for r in (full, empty, one_pct)),
+    }
+
+
+# ------------------------------------------------------------------ child process
+def _run_worker(mode: str, workdir: Path) -> dict[str, Any]:
+    import dlt
+
+    from flows.config import apply_runtime_environment
+
+    apply_runtime_environment()
+    pipeline = dlt.pipeline(
+        pipeline_name=f"bench_{mode if mode == 'dlt_defaults' else 'ours'}",
+        destination=dlt.destinations.duckdb(str(workdir / f"{mode == 'dlt_defaults'}.duckdb")),
+        dataset_name=f"raw_{SOURCE}",
+        pipelines_dir=str(workdir / "pipelines"),
+    )
+    if mode == "dlt_defaults":
+        from dlt.sources.sql_database import sql_table
+
+        credentials = os.environ[f"SOURCES__{SOURCE.upper()}__CREDENTIALS"]
+        source: Any = sql_table(
+            credentials=credentials.replace("postgresql://", "postgresql+psycopg2://"), table=SAMPLE_TABLE
+        )
+        run_options: dict[str, Any] = {}
+    else:
+        from dlt_sources.sql_database import declared_databases
+
+        source = declared_databases(workdir)[SOURCE]()
+        run_options = {"loader_file_format": "parquet"}
+    started = time.perf_counter()
+    pipeline.run(source, **run_options).raise_on_failed_jobs()
+    seconds = time.perf_counter() - started
+    counts = pipeline.last_trace.last_normalize_info.row_counts
+    steps = ", ".join(
+        f"{step.step} {(step.finished_at - step.started_at).total_seconds():.2f}s"
+        for step in pipeline.last_trace.steps
+        if step.finished_at is not None
+    )
+    return {
+        "rows": sum(n for table, n in counts.items() if not table.startswith("_dlt")),
+        "seconds": seconds,
+        "steps": steps,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "worker":
+        print(json.dumps(_run_worker(sys.argv[2], Path(sys.argv[3]))), flush=True)
+        sys.exit(0)
+    sys.exit("usage: python -m bench.run --only sql [--sql-rows N]")
