@@ -5,6 +5,8 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 VENV := .venv/bin
+# sqlfluff's dbt templater compiles the project: an in-memory DuckDB is enough for that
+SQLFLUFF := cd transform && ELT_DBT_TARGET=duckdb ELT_DUCKDB_PATH=:memory: ../$(VENV)/sqlfluff
 
 .PHONY: help uv install install-dev demo run test lint format bench clean
 
@@ -12,7 +14,7 @@ help:
 	@echo "make demo    install, start the local stand-ins, run the full ELT on DuckDB"
 	@echo "make test    install dev dependencies, lint, run the whole test suite offline"
 	@echo "make run     run the ELT flow against the configured sources and warehouse"
-	@echo "make lint    ruff check + ruff format --check"
+	@echo "make lint    ruff check + ruff format --check + sqlfluff lint of the dbt project"
 	@echo "make bench   print the speed figures (name: value)"
 
 uv:
@@ -33,10 +35,12 @@ run: install
 lint: install-dev
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(SQLFLUFF) lint models snapshots
 
 format: install-dev
 	$(VENV)/ruff check --fix .
 	$(VENV)/ruff format .
+	$(SQLFLUFF) fix models snapshots
 
 test: lint
 	$(VENV)/pytest

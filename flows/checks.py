@@ -63,6 +63,9 @@ class Outcome(StrEnum):
 _OK_OUTCOMES: frozenset[Outcome] = frozenset({Outcome.PASSED, Outcome.WARN})
 
 
+_RULE_TYPES = frozenset({"failed_rows", "metric"})
+
+
 @dataclass(frozen=True)
 class CheckRecord:
     """One check of a contract, reduced to what a failure report needs."""
@@ -82,7 +85,10 @@ class CheckRecord:
 
     @property
     def label(self) -> str:
-        """Short stable label such as ``missing id`` (Soda's default names are not unique)."""
+        """Short stable label such as ``missing id`` (Soda's default names are not unique);
+        a business rule (failed_rows, metric) has no column, so its own name says what broke."""
+        if self.type in _RULE_TYPES:
+            return f"{self.type}: {self.name}"
         return f"{self.type} {self.column}" if self.column else self.type
 
     def describe(self) -> str:

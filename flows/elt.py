@@ -1,4 +1,11 @@
-"""The whole ELT run as one Prefect flow: ingest → raw contracts → dbt build → mart contracts.
+"""The whole ELT run as one Prefect flow: ingest → raw contracts → dbt build → mart
+contracts → publish.
+
+Write-audit-publish: dbt builds the marts into ``<schema>_marts_audit``; the mart
+contracts check them there; only when all pass are they published to
+``<schema>_marts``, the schema consumers read (transform/macros/publish_marts.sql). A
+failed contract leaves the published marts untouched and keeps the failing tables in
+``<schema>_marts_quarantine``.
 
 Thin on purpose: each stage lives in its own module (``ingest``, ``checks``,
 ``transform``); this flow only orders them, stops at the first failing gate, and
@@ -12,12 +19,14 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from flows.checks import ContractsFailed, run_contracts
 from flows.config import load_settings
 from flows.ingest import SOURCES, ingest
+from flows.pii import ensure_pii_salt
 from flows.report import RunSummary
-from flows.transform import DbtBuildError, run_dbt_build
+from flows.transform import DbtBuildError, DbtInvocationError, run_dbt_build, run_dbt_operation
 
 
 class EltRunFailed(Exception):
@@ -35,7 +44,7 @@ def elt(sources: Sequence[str] | None = None, warehouse: str | None = None) -> R
     settings.export_tool_environment()
     chosen = list(sources or SOURCES)
     summary = RunSummary(warehouse=settings.warehouse.value)
-    soda_variables = {"MARTS_SCHEMA": f"{settings.dbt_schema}_marts"}
+    soda_variables = {"MARTS_SCHEMA": f"{settings.dbt_schema}_marts_audit"}
     try:
         with summary.stage("ingest"):
             load = ingest.with_options(retries=settings.ingest_retries)
@@ -44,13 +53,20 @@ def elt(sources: Sequence[str] | None = None, warehouse: str | None = None) -> R
         with summary.stage("raw contracts"):
             _gate(summary, "raw", settings.soda_datasource, soda_variables, chosen)
         with summary.stage("dbt build"):
+            get_run_logger().info("PII salt %s", ensure_pii_salt(settings))
             try:
                 summary.dbt = run_dbt_build()
             except DbtBuildError as exc:
                 summary.dbt = exc.summary
                 raise
         with summary.stage("mart contracts"):
-            _gate(summary, "marts", settings.soda_datasource, soda_variables)
+            try:
+                _gate(summary, "marts", settings.soda_datasource, soda_variables)
+            except ContractsFailed as exc:
+                _quarantine(exc)
+                raise
+        with summary.stage("publish"):
+            run_dbt_operation("publish_marts")
     except Exception as exc:
         _publish(summary)
         raise EltRunFailed(summary) from exc
@@ -71,6 +87,18 @@ def _gate(
     except ContractsFailed as exc:
         summary.contracts += exc.results
         raise
+
+
+def _quarantine(failed: ContractsFailed) -> None:
+    """Keep the audited tables that failed a contract, named after this flow run, for inspection."""
+    tables = sorted({result.dataset for result in failed.results if not result.passed})
+    if not tables:
+        return
+    run_id = (flow_run.get_id() or "manual").replace("-", "_")
+    try:
+        run_dbt_operation("quarantine_marts", {"tables": tables, "run_id": run_id})
+    except DbtInvocationError as exc:  # e.g. a contract naming a table that was never built
+        get_run_logger().warning("could not keep the failing marts for inspection: %s", exc)
 
 
 def _publish(summary: RunSummary) -> None:

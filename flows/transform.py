@@ -259,6 +259,31 @@ def run_dbt_build(
     return summary
 
 
+def run_dbt_operation(
+    macro: str, args: Mapping[str, Any] | None = None, *, target: str | None = None
+) -> None:
+    """``dbt run-operation MACRO --args ARGS`` (publishing and quarantining marts).
+
+    Raises :class:`DbtInvocationError` with dbt's message when the macro fails.
+    """
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    settings = PrefectDbtSettings(project_dir=TRANSFORM_DIR, profiles_dir=TRANSFORM_DIR)
+    command = ["run-operation", macro]
+    if args:
+        command += ["--args", json.dumps(dict(args))]
+    try:
+        result = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(
+            command, target=target or dbt_target()
+        )
+    except ValueError as exc:
+        raise DbtInvocationError(f"dbt run-operation {macro} failed: {exc}") from exc
+    finally:
+        release_duckdb_connection()
+    if not getattr(result, "success", False):
+        raise DbtInvocationError(f"dbt run-operation {macro} failed: {getattr(result, 'exception', None)}")
+
+
 @flow(name="dbt-build")
 def dbt_build(
     extra_args: list[str] | None = None,

@@ -115,10 +115,22 @@ def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run
     )
     assert sorted(s for (s,) in statuses) == ["paid"] * 4
     updated_ids = ", ".join(map(str, changes.updated_customers))
-    countries = query(
-        path, f"select country from analytics_marts.dim_customers where customer_id in ({updated_ids})"
+    versions = query(
+        path,
+        "select customer_id, count(*), max(case when is_current then country end)"
+        f" from analytics_marts.dim_customers where customer_id in ({updated_ids}) group by customer_id",
     )
-    assert [c for (c,) in countries] == ["NZ"] * 3
+    # each updated customer has a new current version (SCD2) and keeps its old one
+    assert sorted((n, country) for (_, n, country) in versions) == [(2, "NZ")] * 3
+    # AND no personal data is readable in any published mart
+    text_columns = query(
+        path,
+        "select table_name, column_name from information_schema.columns"
+        " where table_schema = 'analytics_marts' and data_type = 'VARCHAR'",
+    )
+    for table, column in text_columns:
+        (clear,) = query(path, f"select count(*) from analytics_marts.{table} where {column} like '%@%'")[0]
+        assert clear == 0, f"analytics_marts.{table}.{column} holds email addresses"
 
 
 def test_unreachable_source_fails_with_one_line_and_touches_nothing(

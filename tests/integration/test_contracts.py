@@ -6,6 +6,7 @@ dbt (marts) produce, then runs the repo's real contracts and data source file.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,13 +72,14 @@ create table raw_example_tickets.tickets (
     _dlt_load_id varchar);
 
 create table {{marts}}.dim_customers (
-    customer_id bigint, email varchar, first_name varchar, last_name varchar, country varchar,
-    stripe_customer_id varchar, created_at timestamptz, first_order_at timestamptz,
-    last_order_at timestamptz, order_count bigint, lifetime_value decimal(38,2));
+    customer_key varchar, customer_id bigint, email_hash varchar, name_hash varchar, country varchar,
+    stripe_customer_id varchar, created_at timestamptz, valid_from timestamptz, valid_to timestamptz,
+    is_current boolean, first_order_at timestamptz, last_order_at timestamptz, order_count bigint,
+    lifetime_value decimal(38,2));
 create table {{marts}}.fct_orders (
     order_id bigint, customer_id bigint, status varchar, currency varchar, ordered_at timestamptz,
     item_count bigint, order_total decimal(18,2), amount_paid decimal(18,2),
-    amount_refunded decimal(18,2), payment_status varchar);
+    amount_refunded decimal(18,2), payment_status varchar, source_load_id varchar);
 """
 
 DATA_SQL = """
@@ -111,13 +113,18 @@ insert into raw_example_tickets.tickets values
     (1, 'Ticket 1', 'open', 'high', '{"id": 1000, "email": "user0@example.com"}', '["billing"]', 2,
      '2025-12-31 00:00+00', '2026-01-01 00:00+00', 'Customer 0 reports an error.', 'l1');
 insert into {marts}.dim_customers values
-    (1, 'ada@example.com', 'Ada', 'Lovelace', 'GB', 'cus_1', '2024-01-01 10:00+00',
+    ('k1', 1, sha256('s|ada@example.com'), sha256('s|ada lovelace'), 'GB', 'cus_1',
+     '2024-01-01 10:00+00', '2024-01-01 10:00+00', '2024-01-02 10:00+00', false,
      '2024-02-01 12:00+00', '2024-02-01 12:00+00', 1, 19.98),
-    (2, 'alan@example.com', 'Alan', 'Turing', 'GB', null, '2024-01-03 10:00+00',
+    ('k2', 1, sha256('s|ada@example.com'), sha256('s|ada byron'), 'GB', 'cus_1',
+     '2024-01-01 10:00+00', '2024-01-02 10:00+00', null, true,
+     '2024-02-01 12:00+00', '2024-02-01 12:00+00', 1, 19.98),
+    ('k3', 2, sha256('s|alan@example.com'), sha256('s|alan turing'), 'GB', null,
+     '2024-01-03 10:00+00', '2024-01-03 10:00+00', null, true,
      '2024-02-02 12:00+00', '2024-02-02 12:00+00', 1, 19.50);
 insert into {marts}.fct_orders values
-    (100, 1, 'paid', 'EUR', '2024-02-01 12:00+00', 2, 19.98, 19.98, 5.00, 'partially_refunded'),
-    (101, 2, 'shipped', 'EUR', '2024-02-02 12:00+00', 1, 19.50, 0, 0, 'unpaid');
+    (100, 1, 'paid', 'EUR', '2024-02-01 12:00+00', 2, 19.98, 19.98, 5.00, 'partially_refunded', 'l1'),
+    (101, 2, 'shipped', 'EUR', '2024-02-02 12:00+00', 1, 19.50, 0, 0, 'unpaid', 'l1');
 """
 
 WarehouseFactory = Callable[..., Path]
@@ -127,7 +134,7 @@ WarehouseFactory = Callable[..., Path]
 def make_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WarehouseFactory:
     """Build a good warehouse, apply extra SQL to break it, point ELT_DUCKDB_PATH at it."""
 
-    def build(*extra_sql: str, marts: str = "analytics_marts") -> Path:
+    def build(*extra_sql: str, marts: str = "analytics_marts_audit") -> Path:
         path = tmp_path / "warehouse.duckdb"
         with duckdb.connect(str(path)) as con:  # closed before Soda opens it read-only
             con.execute(SCHEMA_SQL.replace("{marts}", marts))
@@ -153,10 +160,13 @@ def check(result: ContractResult, label: str) -> CheckRecord:
 # The sources whose raw tables the fixture warehouse builds by hand. Every other
 # source's integration test verifies its contracts against a real load.
 FIXTURE_SOURCES = ["shop", "stripe", "example_tickets"]
+# The marts built by hand here; test_dbt_project verifies every mart contract against
+# a real dbt build.
+FIXTURE_MARTS = [CHECKS_DIR / "marts" / "dim_customers.yml", CHECKS_DIR / "marts" / "fct_orders.yml"]
 
 
 def all_contracts() -> list[Path]:
-    return contract_paths("raw", sources=FIXTURE_SOURCES) + contract_paths("marts")
+    return contract_paths("raw", sources=FIXTURE_SOURCES) + FIXTURE_MARTS
 
 
 def test_every_source_and_mart_has_its_contracts() -> None:
@@ -179,8 +189,8 @@ def test_all_contracts_pass_on_good_data(make_warehouse: WarehouseFactory) -> No
         # The schema check really ran: NOT_EVALUATED would have failed the contract anyway.
         assert check(result, "schema").outcome is Outcome.PASSED
         assert {c.outcome for c in result.checks} == {Outcome.PASSED}
-    fct = next(r for r in results if r.dataset == "analytics_marts.fct_orders")
-    assert fct.qualified_name == "warehouse/analytics_marts/fct_orders"
+    fct = next(r for r in results if r.dataset == "analytics_marts_audit.fct_orders")
+    assert fct.qualified_name == "warehouse/analytics_marts_audit/fct_orders"
     assert {c.label for c in fct.checks} >= {
         "invalid status",
         "invalid payment_status",
@@ -190,11 +200,11 @@ def test_all_contracts_pass_on_good_data(make_warehouse: WarehouseFactory) -> No
 
 def test_marts_schema_comes_from_a_variable(make_warehouse: WarehouseFactory) -> None:
     make_warehouse(marts="dev_jane_marts")
-    marts = contract_paths("marts")
 
-    assert all(r.passed for r in verify_contracts(marts, DATASOURCE, {"MARTS_SCHEMA": "dev_jane_marts"}))
-    # The default (analytics_marts) does not exist in this warehouse.
-    assert not any(r.passed for r in verify_contracts(marts, DATASOURCE))
+    variables = {"MARTS_SCHEMA": "dev_jane_marts"}
+    assert all(r.passed for r in verify_contracts(FIXTURE_MARTS, DATASOURCE, variables))
+    # The default (analytics_marts_audit) does not exist in this warehouse.
+    assert not any(r.passed for r in verify_contracts(FIXTURE_MARTS, DATASOURCE))
 
 
 def test_duplicate_id_fails_naming_table_and_check(
@@ -219,8 +229,8 @@ def test_missing_and_invalid_values_in_marts_fail(
     make_warehouse: WarehouseFactory,
 ) -> None:
     make_warehouse(
-        "insert into analytics_marts.fct_orders values "
-        "(102, null, 'lost', 'EUR', '2024-02-06 12:00+00', 1, 1, 0, 0, 'unpaid')"
+        "insert into analytics_marts_audit.fct_orders values "
+        "(102, null, 'lost', 'EUR', '2024-02-06 12:00+00', 1, 1, 0, 0, 'unpaid', 'l2')"
     )
     result = verify_contract(CHECKS_DIR / "marts/fct_orders.yml", DATASOURCE)
 
@@ -228,6 +238,7 @@ def test_missing_and_invalid_values_in_marts_fail(
     assert {c.label for c in result.failed_checks} == {
         "missing customer_id",
         "invalid status",
+        "failed_rows: every order belongs to a known customer",
     }
     message = result.failure_message()
     assert "check 'missing customer_id' failed (missing_count=1)" in message
@@ -258,7 +269,7 @@ def test_extra_dlt_columns_are_allowed_in_raw_but_not_in_marts(
 ) -> None:
     make_warehouse(
         "alter table raw_shop.customers add column phone varchar",
-        "alter table analytics_marts.dim_customers add column phone varchar",
+        "alter table analytics_marts_audit.dim_customers add column phone varchar",
     )
     assert verify_contract(CHECKS_DIR / "raw/shop/customers.yml", DATASOURCE).passed
     marts = verify_contract(CHECKS_DIR / "marts/dim_customers.yml", DATASOURCE)
@@ -473,11 +484,18 @@ def test_run_contracts_verifies_all_before_raising(
 
 
 def test_run_contracts_returns_results_when_all_pass(
-    make_warehouse: WarehouseFactory,
+    make_warehouse: WarehouseFactory, tmp_path: Path
 ) -> None:
     make_warehouse()
-    results = run_contracts.fn("marts", DATASOURCE)
-    assert [r.dataset for r in results] == ["analytics_marts.dim_customers", "analytics_marts.fct_orders"]
+    checks_dir = tmp_path / "checks"
+    (checks_dir / "marts").mkdir(parents=True)
+    for contract in FIXTURE_MARTS:
+        shutil.copy(contract, checks_dir / "marts" / contract.name)
+    results = run_contracts.fn("marts", DATASOURCE, checks_dir=checks_dir)
+    assert [r.dataset for r in results] == [
+        "analytics_marts_audit.dim_customers",
+        "analytics_marts_audit.fct_orders",
+    ]
 
 
 def test_run_contracts_rejects_unknown_layer_and_empty_dirs(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ unpaid. One test drives dbt directly through ``dbtRunner``; the other goes throu
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -16,12 +17,15 @@ from typing import Any
 import duckdb
 import pytest
 
+from flows.checks import CHECKS_DIR, contract_paths, verify_contracts
 from flows.config import TRANSFORM_DIR
 from flows.transform import DbtBuildError, load_run_results, release_duckdb_connection
 
 RAW_SQL = """
 create schema raw_shop;
 create schema raw_stripe;
+create schema restricted;
+create table restricted.pii_salt as select 'test-salt' as salt;
 
 create table raw_shop.customers (
     id bigint, email varchar, first_name varchar, last_name varchar, country varchar,
@@ -153,7 +157,7 @@ def test_dbt_build_produces_expected_marts(warehouse: Path, dbt_workspace: Path)
             "duckdb",
             # raw_github is not in this fixture; test_github_source builds those models
             "--exclude",
-            "staging.github",
+            "staging.github+",
             "--quiet",
         ]
     )
@@ -171,7 +175,7 @@ def test_dbt_build_produces_expected_marts(warehouse: Path, dbt_workspace: Path)
 
     orders = {
         row["order_id"]: row
-        for row in _rows(warehouse, "select * from analytics_marts.fct_orders order by order_id")
+        for row in _rows(warehouse, "select * from analytics_marts_audit.fct_orders order by order_id")
     }
     assert {k: v["payment_status"] for k, v in orders.items()} == {
         101: "paid",
@@ -198,7 +202,7 @@ def test_dbt_build_produces_expected_marts(warehouse: Path, dbt_workspace: Path)
         row["customer_id"]: row
         for row in _rows(
             warehouse,
-            "select * from analytics_marts.dim_customers order by customer_id",
+            "select * from analytics_marts_audit.dim_customers order by customer_id",
         )
     }
     assert customers[1]["stripe_customer_id"] == "cus_A"
@@ -218,10 +222,22 @@ def test_dbt_build_produces_expected_marts(warehouse: Path, dbt_workspace: Path)
         for row in _rows(
             warehouse,
             "select column_name, data_type from information_schema.columns"
-            " where table_schema = 'analytics_marts' and table_name = 'dim_customers'",
+            " where table_schema = 'analytics_marts_audit' and table_name = 'dim_customers'",
         )
     }
     assert column_types["lifetime_value"] == "DECIMAL(18,2)"
+
+    # personal data: salted hashes in the mart, never the clear text
+    assert customers[1]["email_hash"] == hashlib.sha256(b"test-saltada@example.com").hexdigest()
+    assert customers[1]["name_hash"] == hashlib.sha256(b"test-saltada lovelace").hexdigest()
+    assert not {"email", "first_name", "last_name"} & column_types.keys()
+
+    # every mart contract holds on what dbt really built (the GitHub mart is not built here)
+    results = verify_contracts(
+        [path for path in contract_paths("marts") if path.stem != "fct_engineering_lead_times"],
+        CHECKS_DIR / "datasources" / "duckdb.yml",
+    )
+    assert all(result.passed for result in results), [r.failure_message() for r in results]
 
     charges = _rows(
         warehouse,
@@ -265,7 +281,7 @@ def test_prefect_flow_runs_one_task_per_dbt_node(warehouse: Path) -> None:
 
     statuses = _rows(
         warehouse,
-        "select payment_status from analytics_marts.fct_orders order by order_id",
+        "select payment_status from analytics_marts_audit.fct_orders order by order_id",
     )
     assert [r["payment_status"] for r in statuses] == [
         "paid",

@@ -1,8 +1,8 @@
 with
 
-customers as (
+customer_versions as (
 
-    select * from {{ ref('stg_shop__customers') }}
+    select * from {{ ref('snap_shop__customers') }}
 
 ),
 
@@ -22,8 +22,8 @@ orders as (
 stripe_links_ranked as (
 
     select
-        shop_customer_id as shop_customer_id,
-        stripe_customer_id as stripe_customer_id,
+        shop_customer_id,
+        stripe_customer_id,
         row_number() over (
             partition by shop_customer_id
             order by created_at, stripe_customer_id
@@ -37,8 +37,8 @@ stripe_links_ranked as (
 stripe_links as (
 
     select
-        shop_customer_id as shop_customer_id,
-        stripe_customer_id as stripe_customer_id
+        shop_customer_id,
+        stripe_customer_id
 
     from stripe_links_ranked
     where link_rank = 1
@@ -48,7 +48,7 @@ stripe_links as (
 orders_by_customer as (
 
     select
-        customer_id as customer_id,
+        customer_id,
         min(ordered_at) as first_order_at,
         max(ordered_at) as last_order_at,
         count(*) as order_count,
@@ -62,23 +62,26 @@ orders_by_customer as (
 final as (
 
     select
-        customers.customer_id as customer_id,
-        customers.email as email,
-        customers.first_name as first_name,
-        customers.last_name as last_name,
-        customers.country as country,
-        stripe_links.stripe_customer_id as stripe_customer_id,
-        customers.created_at as created_at,
-        orders_by_customer.first_order_at as first_order_at,
-        orders_by_customer.last_order_at as last_order_at,
+        customer_versions.dbt_scd_id as customer_key,
+        customer_versions.customer_id,
+        {{ pii_hash('customer_versions.email') }} as email_hash,
+        {{ pii_hash("customer_versions.first_name || ' ' || customer_versions.last_name") }} as name_hash,
+        customer_versions.country,
+        stripe_links.stripe_customer_id,
+        customer_versions.created_at,
+        customer_versions.dbt_valid_from as valid_from,
+        customer_versions.dbt_valid_to as valid_to,
+        customer_versions.dbt_valid_to is null as is_current,
+        orders_by_customer.first_order_at,
+        orders_by_customer.last_order_at,
         cast(coalesce(orders_by_customer.order_count, 0) as {{ dbt.type_bigint() }}) as order_count,
         cast(coalesce(orders_by_customer.lifetime_value, 0) as decimal(18, 2)) as lifetime_value
 
-    from customers
+    from customer_versions
     left join stripe_links
-        on customers.customer_id = stripe_links.shop_customer_id
+        on customer_versions.customer_id = stripe_links.shop_customer_id
     left join orders_by_customer
-        on customers.customer_id = orders_by_customer.customer_id
+        on customer_versions.customer_id = orders_by_customer.customer_id
 
 )
 

@@ -16,8 +16,8 @@ renamed as (
         cast(author_association as {{ dbt.type_string() }}) as author_association,
         cast(body as {{ dbt.type_string() }}) as body,
         cast(html_url as {{ dbt.type_string() }}) as html_url,
-        created_at as created_at,
-        updated_at as updated_at,
+        created_at,
+        updated_at,
         _dlt_load_id as dlt_load_id
 
     from source

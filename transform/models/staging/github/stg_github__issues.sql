@@ -21,9 +21,9 @@ renamed as (
         cast(author_association as {{ dbt.type_string() }}) as author_association,
         cast(comments as {{ dbt.type_bigint() }}) as comment_count,
         cast(html_url as {{ dbt.type_string() }}) as html_url,
-        created_at as created_at,
-        updated_at as updated_at,
-        closed_at as closed_at,
+        created_at,
+        updated_at,
+        closed_at,
         _dlt_load_id as dlt_load_id
 
     from source

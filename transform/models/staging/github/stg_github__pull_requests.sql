@@ -24,10 +24,10 @@ renamed as (
         cast(base_ref as {{ dbt.type_string() }}) as base_ref,
         cast(merge_commit_sha as {{ dbt.type_string() }}) as merge_commit_sha,
         cast(html_url as {{ dbt.type_string() }}) as html_url,
-        created_at as created_at,
-        updated_at as updated_at,
-        closed_at as closed_at,
-        merged_at as merged_at,
+        created_at,
+        updated_at,
+        closed_at,
+        merged_at,
         _dlt_load_id as dlt_load_id
 
     from source

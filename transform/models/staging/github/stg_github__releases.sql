@@ -18,8 +18,8 @@ renamed as (
         cast(prerelease as {{ dbt.type_boolean() }}) as is_prerelease,
         cast(author_login as {{ dbt.type_string() }}) as author_login,
         cast(html_url as {{ dbt.type_string() }}) as html_url,
-        created_at as created_at,
-        published_at as published_at,
+        created_at,
+        published_at,
         _dlt_load_id as dlt_load_id
 
     from source

@@ -14,8 +14,8 @@ renamed as (
         cast(first_name as {{ dbt.type_string() }}) as first_name,
         cast(last_name as {{ dbt.type_string() }}) as last_name,
         cast(upper(country) as {{ dbt.type_string() }}) as country,
-        created_at as created_at,
-        updated_at as updated_at,
+        created_at,
+        updated_at,
         _dlt_load_id as dlt_load_id
 
     from source

@@ -14,7 +14,7 @@ renamed as (
         cast(product_id as {{ dbt.type_bigint() }}) as product_id,
         cast(quantity as {{ dbt.type_bigint() }}) as quantity,
         cast(unit_price as decimal(18, 2)) as unit_price,
-        updated_at as updated_at,
+        updated_at,
         _dlt_load_id as dlt_load_id
 
     from source

@@ -13,8 +13,8 @@ renamed as (
         cast(customer_id as {{ dbt.type_bigint() }}) as customer_id,
         cast(lower(status) as {{ dbt.type_string() }}) as status,
         cast(upper(currency) as {{ dbt.type_string() }}) as currency,
-        ordered_at as ordered_at,
-        updated_at as updated_at,
+        ordered_at,
+        updated_at,
         _dlt_load_id as dlt_load_id
 
     from source

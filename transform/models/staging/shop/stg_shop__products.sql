@@ -14,8 +14,8 @@ renamed as (
         cast(name as {{ dbt.type_string() }}) as product_name,
         cast(category as {{ dbt.type_string() }}) as category,
         cast(price as decimal(18, 2)) as price,
-        created_at as created_at,
-        updated_at as updated_at,
+        created_at,
+        updated_at,
         _dlt_load_id as dlt_load_id
 
     from source

@@ -1,0 +1,56 @@
+"""The salt of ``pii_hash()`` (transform/macros/pii_hash.sql), kept in the warehouse.
+
+Why in the warehouse: marts hash personal data with a secret salt, which must not
+appear in SQL text (compiled models and dbt's logs are artifacts). dbt reads it from
+``restricted.pii_salt``; this module writes that one-row table through dlt, so it works
+the same on every warehouse and a fresh worker finds it there.
+
+The salt comes from the secret ``transform.pii_salt`` (``TRANSFORM__PII_SALT``,
+``.dlt/secrets.toml`` or a Prefect Secret block, like every other secret). Without it,
+a random salt is generated once and kept: fine for the demo, but in production set it,
+so hashes survive a rebuilt warehouse and match across environments.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+
+import dlt
+
+from flows.config import LOADER_FILE_FORMAT, Settings
+
+DATASET = "restricted"
+TABLE = "pii_salt"
+SECRET_KEY = "transform.pii_salt"
+
+
+class SaltSource(StrEnum):
+    SECRET = "written from the secret transform.pii_salt"
+    KEPT = "kept from the warehouse"
+    GENERATED = "generated (set transform.pii_salt in production)"
+
+
+def ensure_pii_salt(settings: Settings) -> SaltSource:
+    """Make sure ``restricted.pii_salt`` holds the salt; says where the salt came from."""
+    pipeline = dlt.pipeline(
+        pipeline_name="elt_restricted",
+        destination=settings.dlt_destination(),
+        dataset_name=DATASET,
+        pipelines_dir=str(settings.pipelines_dir),
+    )
+    salt = dlt.secrets.get(SECRET_KEY)
+    if salt:
+        source = SaltSource.SECRET
+    else:
+        pipeline.sync_destination()  # a fresh worker learns from the warehouse whether it exists
+        if pipeline.default_schema_name and TABLE in pipeline.default_schema.data_table_names():
+            return SaltSource.KEPT
+        salt, source = secrets.token_hex(32), SaltSource.GENERATED
+    pipeline.run(
+        [{"salt": str(salt)}],
+        table_name=TABLE,
+        write_disposition="replace",
+        loader_file_format=LOADER_FILE_FORMAT,
+    ).raise_on_failed_jobs()
+    return source
