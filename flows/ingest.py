@@ -29,7 +29,7 @@ from dlt_sources.common.http import ApiError
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.github import github_source
 from dlt_sources.rest import declared_sources
-from dlt_sources.shop import shop_source
+from dlt_sources.shop import shop_after_load, shop_source
 from dlt_sources.sql_database import declared_databases
 from dlt_sources.stripe import stripe_source
 from flows.config import LOADER_FILE_FORMAT, Settings
@@ -47,6 +47,12 @@ SOURCES: dict[str, Callable[[], Any]] = {
     "github": github_source,
 }
 
+# Work a source does once its load is committed: CDC applies TRUNCATEs there and reports
+# slot lag. Returns an object with ``notes`` and ``warnings`` (lists of lines for the report).
+AFTER_LOAD: dict[str, Callable[[dlt.Pipeline], Any]] = {
+    "shop": shop_after_load,
+}
+
 
 E = TypeVar("E", bound=BaseException)
 
@@ -61,6 +67,8 @@ class IngestResult:
     duration_s: float = 0.0
     load_ids: list[str] = field(default_factory=list)
     schema_changes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:
@@ -102,6 +110,7 @@ def run_source(source: str, settings: Settings) -> IngestResult:
             raise cause from exc
         raise
     load_info.raise_on_failed_jobs()
+    after_load = AFTER_LOAD[source](pipeline) if source in AFTER_LOAD else None
     normalized = pipeline.last_trace.last_normalize_info
     rows = {
         table: count
@@ -115,6 +124,8 @@ def run_source(source: str, settings: Settings) -> IngestResult:
         duration_s=time.perf_counter() - started,
         load_ids=list(load_info.loads_ids),
         schema_changes=_schema_changes(load_info),
+        notes=list(after_load.notes) if after_load else [],
+        warnings=list(after_load.warnings) if after_load else [],
     )
 
 

@@ -1,72 +1,31 @@
-"""The shop's operational PostgreSQL database, loaded incrementally into ``raw_shop``.
+"""The shop's operational PostgreSQL database, replicated into ``raw_shop`` through CDC.
 
-Each table is read with dlt's ``sql_table`` on the pyarrow backend (Arrow batches
-skip dlt's row-by-row normalizer), filtered by its ``updated_at`` cursor, and
-merged on its primary key. The cursor lives in dlt's pipeline state, which dlt
-stores in the warehouse, so a fresh worker resumes where the last run stopped.
-Settings: ``sources.shop.credentials`` (``SOURCES__SHOP__CREDENTIALS``).
+Logical replication (``dlt_sources/postgres_cdc``): the first run loads a snapshot
+of every table, later runs apply the inserts, updates and deletes committed since,
+merged on each table's primary key. The replication position lives in dlt's pipeline
+state, stored in the warehouse, so a fresh worker resumes where the last run stopped.
+Settings: ``sources.shop.*`` (see README.md and ``postgres_cdc/settings.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import dlt
-import sqlalchemy as sa
-from dlt.common.configuration.specs import ConnectionStringCredentials
 from dlt.extract.resource import DltResource
-from dlt.sources.sql_database import sql_table
 
-from dlt_sources.errors import SourceError, SourceUnreachable
-from dlt_sources.shop.settings import CHUNK_SIZE, TABLES
+from dlt_sources.postgres_cdc import CdcReport, after_load, replication_resource, resolve_settings
+from dlt_sources.shop.settings import TABLES
 
 SOURCE = "shop"
 
 
 @dlt.source(name=SOURCE, max_table_nesting=0)
-def shop_source(
-    credentials: ConnectionStringCredentials = dlt.secrets.value,
-    tables: Sequence[str] | None = None,
-) -> Iterator[DltResource]:
-    """One merge resource per shop table; ``tables`` limits the load to some of them."""
-    unknown = sorted(set(tables or ()) - TABLES.keys())
-    if unknown:
-        raise SourceError(
-            f"source {SOURCE}: unknown table(s) {', '.join(unknown)}; known: {', '.join(TABLES)}"
-        )
-    engine = connect(credentials)
-    for name in tables or TABLES:
-        spec = TABLES[name]
-        yield sql_table(
-            credentials=engine,
-            table=name,
-            schema="public",
-            backend="pyarrow",
-            chunk_size=CHUNK_SIZE,
-            reflection_level="full_with_precision",
-            incremental=dlt.sources.incremental(spec.cursor),
-            primary_key=spec.primary_key,
-            write_disposition="merge",
-        )
+def shop_source() -> Iterator[DltResource]:
+    """All shop tables through the pipeline's one replication slot."""
+    yield replication_resource(SOURCE, TABLES, resolve_settings(SOURCE))
 
 
-def connect(credentials: ConnectionStringCredentials) -> sa.Engine:
-    """An engine that has proven it can connect, so an unreachable database fails
-    here with a message naming the setting, not deep inside extraction."""
-    url = sa.make_url(credentials.to_native_representation())
-    if url.drivername == "postgresql":
-        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2,
-        # which the CDC source also needs for its replication protocol support.
-        url = url.set(drivername="postgresql+psycopg2")
-    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise SourceUnreachable(
-            f"source {SOURCE}: cannot connect to {url.render_as_string(hide_password=True)} "
-            f"(setting sources.shop.credentials): {reason}",
-        ) from None
-    return engine
+def shop_after_load(pipeline: dlt.Pipeline) -> CdcReport:
+    """Apply TRUNCATEs and report slot lag once the load is committed (called by the ingest flow)."""
+    return after_load(pipeline, SOURCE)

@@ -1,22 +1,3 @@
-"""Which shop tables are loaded, and how each one is kept current."""
+"""Which shop tables are replicated. Each is merged on its primary key, read from PostgreSQL."""
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """How one table is loaded: merged on ``primary_key``, read incrementally by ``cursor``."""
-
-    primary_key: str = "id"
-    cursor: str = "updated_at"
-
-
-TABLES: dict[str, TableSpec] = {
-    "customers": TableSpec(),
-    "products": TableSpec(),
-    "orders": TableSpec(),
-    "order_items": TableSpec(),
-}
-
-# Rows per Arrow batch read from the database; also the size of dlt's load files.
-CHUNK_SIZE = 50_000
+TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items")

@@ -47,7 +47,8 @@ class DemoSources:
     def environment(self) -> dict[str, str]:
         """dlt settings that point the sources at the stand-ins."""
         return {
-            "SOURCES__SHOP__CREDENTIALS": self.postgres.dsn(shop_db.DATABASE, user=shop_db.READER_ROLE),
+            "SOURCES__SHOP__CREDENTIALS": self.postgres.dsn(shop_db.DATABASE, user=shop_db.REPLICATION_ROLE),
+            "SOURCES__SHOP__PUBLICATION": shop_db.PUBLICATION,
             "SOURCES__STRIPE__BASE_URL": self.stripe_url,
             "SOURCES__STRIPE__API_KEY": DEMO_STRIPE_KEY,
             "SOURCES__EXAMPLE_TICKETS__BASE_URL": self.tickets_url,
@@ -86,6 +87,7 @@ def demo_sources(state_dir: Path, n_orders: int = 100_000, durable: bool = True)
         shop_dsn = postgres.dsn(shop_db.DATABASE)
         if not shop_db.is_seeded(shop_dsn):
             shop_db.seed(shop_dsn, data)
+        shop_db.enable_replication(shop_dsn)
         store = stripe_store_for(data)
         tickets = TicketStore(DEMO_TICKETS)
         github = demo_store()

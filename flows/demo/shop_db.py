@@ -15,10 +15,16 @@ from datetime import timedelta
 
 import psycopg2
 
+from dlt_sources.postgres_cdc import catalog
+from dlt_sources.shop.settings import TABLES as REPLICATED_TABLES
 from flows.demo.dataset import ShopData, charge_object, unix
 
 DATABASE = "shop"
 READER_ROLE = "elt_reader"
+# The least-privilege role the shop source replicates with: LOGIN REPLICATION, SELECT on
+# the published tables, no ownership (the publication is the admin's, see enable_replication).
+REPLICATION_ROLE = "elt_cdc"
+PUBLICATION = "elt_shop"
 
 SCHEMA_SQL = """
 create table customers (
@@ -65,17 +71,29 @@ TABLES = ("customers", "products", "orders", "order_items")
 
 
 def create_database(admin_dsn: str) -> None:
-    """Create the shop database and a read-only role for the ELT platform, if missing."""
+    """Create the shop database, a read-only role and the replication role, if missing."""
     conn = psycopg2.connect(admin_dsn)
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("select 1 from pg_database where datname = %s", (DATABASE,))
         if cur.fetchone() is None:
             cur.execute(f"create database {DATABASE}")
-        cur.execute("select 1 from pg_roles where rolname = %s", (READER_ROLE,))
-        if cur.fetchone() is None:
-            cur.execute(f"create role {READER_ROLE} login")
+        for role, attributes in ((READER_ROLE, "login"), (REPLICATION_ROLE, "login replication")):
+            cur.execute("select 1 from pg_roles where rolname = %s", (role,))
+            if cur.fetchone() is None:
+                cur.execute(f"create role {role} {attributes}")
     conn.close()
+
+
+def enable_replication(admin_dsn: str) -> None:
+    """The admin's one-time CDC set-up: the publication over the shop tables and SELECT for
+    the replication role (what ``elt cdc setup shop`` does on a real database)."""
+    conn = psycopg2.connect(admin_dsn)
+    try:
+        tables = catalog.describe_tables(conn, "shop", "public", REPLICATED_TABLES)
+        catalog.setup_publication(conn, PUBLICATION, tables, REPLICATION_ROLE)
+    finally:
+        conn.close()
 
 
 def is_seeded(dsn: str) -> bool:
@@ -112,13 +130,20 @@ class Changes:
     new_orders: list[int]
     updated_customers: list[int]
     new_charges: list[dict]
+    deleted_orders: list[int]
+    deleted_items: int
 
 
 def simulate_business(
-    dsn: str, n_new_orders: int = 5, n_updated_customers: int = 3, seed: int = 7
+    dsn: str,
+    n_new_orders: int = 5,
+    n_updated_customers: int = 3,
+    n_deleted_orders: int = 2,
+    seed: int = 7,
 ) -> Changes:
-    """Insert new paid orders (with items), update some customers, and return matching
-    Stripe charges for the caller to add to the Stripe stand-in."""
+    """Insert new paid orders (with items), update some customers, delete abandoned
+    (never paid, so never charged) orders with their items, and return Stripe charges
+    matching the new orders for the caller to add to the Stripe stand-in."""
     rng = random.Random(seed)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(
@@ -153,5 +178,17 @@ def simulate_business(
             "update customers set country = 'NZ', updated_at = %s where id = any(%s)",
             (now, updated),
         )
+        cur.execute("select id from orders where status = 'placed' order by id limit 100")
+        placed = [row[0] for row in cur.fetchall()]
+        deleted = sorted(rng.sample(placed, min(n_deleted_orders, len(placed))))
+        cur.execute("delete from order_items where order_id = any(%s)", (deleted,))
+        deleted_items = cur.rowcount
+        cur.execute("delete from orders where id = any(%s)", (deleted,))
     conn.close()
-    return Changes(new_orders=new_orders, updated_customers=sorted(updated), new_charges=charges)
+    return Changes(
+        new_orders=new_orders,
+        updated_customers=sorted(updated),
+        new_charges=charges,
+        deleted_orders=deleted,
+        deleted_items=deleted_items,
+    )
