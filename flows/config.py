@@ -167,6 +167,15 @@ def load_settings(warehouse: str | None = None) -> Settings:
     )
 
 
+def flow_retries() -> int:
+    """``ELT_FLOW_RETRIES`` (default 0): how often Prefect retries a failed ``elt`` run.
+
+    A retry re-ingests (already loaded rows are not loaded again) and re-runs only the
+    dbt nodes that failed and their children; read when flows/elt.py is imported.
+    """
+    return _int_setting("ELT_FLOW_RETRIES", 0)
+
+
 def _int_setting(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":

@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from flows.checks import ContractsFailed, run_contracts
-from flows.config import load_settings
+from flows.config import flow_retries, load_settings
 from flows.ingest import SOURCES, ingest
 from flows.pii import ensure_pii_salt
 from flows.report import RunSummary
@@ -37,7 +37,7 @@ class EltRunFailed(Exception):
         self.summary = summary
 
 
-@flow(name="elt", log_prints=True)
+@flow(name="elt", log_prints=True, retries=flow_retries(), retry_delay_seconds=60)
 def elt(sources: Sequence[str] | None = None, warehouse: str | None = None) -> RunSummary:
     """Load the sources, gate them, transform, gate the marts; report in every case."""
     settings = load_settings(warehouse)
@@ -55,7 +55,8 @@ def elt(sources: Sequence[str] | None = None, warehouse: str | None = None) -> R
         with summary.stage("dbt build"):
             get_run_logger().info("PII salt %s", ensure_pii_salt(settings))
             try:
-                summary.dbt = run_dbt_build()
+                # a retry of this flow run re-runs only the failed dbt nodes and their children
+                summary.dbt = run_dbt_build(resume_failed=flow_run.run_count > 1)
             except DbtBuildError as exc:
                 summary.dbt = exc.summary
                 raise
@@ -91,7 +92,7 @@ def _gate(
 
 def _quarantine(failed: ContractsFailed) -> None:
     """Keep the audited tables that failed a contract, named after this flow run, for inspection."""
-    tables = sorted({result.dataset for result in failed.results if not result.passed})
+    tables = sorted({result.dataset.rsplit(".", 1)[-1] for result in failed.results if not result.passed})
     if not tables:
         return
     run_id = (flow_run.get_id() or "manual").replace("-", "_")

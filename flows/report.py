@@ -44,6 +44,11 @@ class RunSummary:
     def rows_loaded(self) -> int:
         return sum(result.total_rows for result in self.ingests)
 
+    @property
+    def warnings(self) -> list[str]:
+        """Source warnings a person should read even when the run passed (e.g. a TRUNCATE, slot lag)."""
+        return [warning for result in self.ingests for warning in result.warnings]
+
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage and record whether it passed; the error itself propagates."""
@@ -79,10 +84,15 @@ class RunSummary:
         changes = [f"{r.dataset}.{change}" for r in self.ingests for change in r.schema_changes]
         if changes:
             lines += ["", "## Schema changes", "", *[f"- new column `{change}`" for change in changes]]
+        if self.warnings:
+            lines += ["", "## Warnings", "", *[f"- {warning}" for warning in self.warnings]]
+        notes = [note for result in self.ingests for note in result.notes]
+        if notes:
+            lines += ["", "## Source notes", "", *[f"- {note}" for note in notes]]
         lines += ["", "## Stages", "", "| stage | seconds | status |", "|---|---:|---|"]
         lines += [f"| {s.name} | {s.seconds:.1f} | {s.status} |" for s in self.stages]
         if self.dbt:
-            lines += ["", "## dbt", "", self.dbt.describe()]
+            lines += ["", "## dbt", "", self.dbt.describe(), "", *_dbt_nodes_markdown(self.dbt)]
         lines += ["", "## Contracts", "", "| table | result | checks |", "|---|---|---:|"]
         for contract in self.contracts:
             verdict = "passed" if contract.passed else f"FAILED: {contract.failure_message()}"
@@ -110,9 +120,26 @@ class RunSummary:
             verdict = "[green]passed[/]" if contract.passed else f"[red]{contract.failure_message()}[/]"
             contracts.add_row(contract.dataset, str(len(contract.checks)), verdict)
         console.print(rows, stages, contracts)
+        for warning in self.warnings:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         if self.dbt:
             console.print(self.dbt.describe())
         console.print("[green]ELT run succeeded[/]" if self.ok else f"[red]ELT run failed: {self.error}[/]")
+
+
+def _dbt_nodes_markdown(dbt: DbtBuildSummary) -> list[str]:
+    """Every node of the build: failed first, then skipped, then built, slowest first."""
+    order = {"failed": 0, "skipped": 1, "built": 2}
+    outcome = {node: "failed" for node in dbt.failed} | {node: "skipped" for node in dbt.skipped}
+    nodes = sorted(
+        dbt.nodes,
+        key=lambda n: (order[outcome.get(n.unique_id, "built")], -n.execution_time, n.unique_id),
+    )
+    lines = ["| node | type | outcome | seconds |", "|---|---|---|---:|"]
+    for node in nodes:
+        label = outcome.get(node.unique_id, "built") + (" (warn)" if node.status == "warn" else "")
+        lines.append(f"| {node.name} | {node.resource_type} | {label} | {node.execution_time:.2f} |")
+    return lines
 
 
 def _first_line(exc: BaseException) -> str:

@@ -46,8 +46,10 @@ class NodeResult:
 
     @property
     def name(self) -> str:
-        """Short node name: the last segment of the unique_id."""
-        return self.unique_id.rsplit(".", 1)[-1]
+        """Short node name: the last segment of the unique_id (for a data test the one
+        before its hash suffix, ``test.<package>.<name>.<hash>``)."""
+        parts = self.unique_id.split(".")
+        return parts[2] if self.resource_type == "test" and len(parts) > 3 else parts[-1]
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ def release_duckdb_connection() -> None:
 def run_dbt_build(
     extra_args: Sequence[str] = (),
     *,
+    resume_failed: bool = False,
     target: str | None = None,
     project_dir: Path = TRANSFORM_DIR,
     profiles_dir: Path | None = None,
@@ -217,6 +220,10 @@ def run_dbt_build(
     ``["--select", "marts"]``); pass artifact locations as ``target_path`` /
     ``log_path`` rather than dbt flags so the summary is read from the right
     place (``DBT_TARGET_PATH`` / ``DBT_LOG_PATH`` env vars also work).
+
+    ``resume_failed`` (a retry of a failed run): when the previous build in this target
+    folder failed, run ``dbt retry`` instead, which re-runs only the nodes that failed
+    or were skipped because of them, each again as its own Prefect task.
 
     Raises :class:`DbtBuildError` naming the failed nodes when any node fails,
     and :class:`DbtInvocationError` when dbt cannot run at all.
@@ -233,8 +240,15 @@ def run_dbt_build(
         settings_kwargs["target_path"] = Path(target_path)
     settings = PrefectDbtSettings(**settings_kwargs)
     run_results_path = settings.project_dir / settings.target_path / "run_results.json"
-    # A stale file from an earlier run must never be mistaken for this run's results.
-    run_results_path.unlink(missing_ok=True)
+    command = ["build", *extra_args]
+    if resume_failed and run_results_path.exists() and not load_run_results(run_results_path).success:
+        # dbt retry reads the failed run's results; it writes a new file with a new invocation id
+        command = ["retry"]
+        previous = load_run_results(run_results_path).invocation_id
+    else:
+        previous = None
+        # A stale file from an earlier run must never be mistaken for this run's results.
+        run_results_path.unlink(missing_ok=True)
 
     invoke_kwargs: dict[str, Any] = {"target": target or dbt_target()}
     if log_path is not None:
@@ -242,18 +256,18 @@ def run_dbt_build(
 
     runner = PrefectDbtRunner(settings=settings, raise_on_failure=False)
     try:
-        result = runner.invoke(["build", *extra_args], **invoke_kwargs)
+        result = runner.invoke(command, **invoke_kwargs)
     except ValueError as exc:  # prefect-dbt wraps dbt's own exception in ValueError
         raise DbtInvocationError(str(exc)) from exc
     finally:
         release_duckdb_connection()
 
-    if not run_results_path.exists():
+    summary = load_run_results(run_results_path) if run_results_path.exists() else None
+    if summary is None or (previous is not None and summary.invocation_id == previous):
         raise DbtInvocationError(
-            f"dbt build produced no run_results.json at {run_results_path}"
+            f"dbt {command[0]} produced no run_results.json at {run_results_path}"
             f" (success={getattr(result, 'success', None)})"
         )
-    summary = load_run_results(run_results_path)
     if not summary.success:
         raise DbtBuildError(summary)
     return summary

@@ -90,23 +90,26 @@ def test_rerun_on_fresh_worker_loads_nothing(first_run: dict[str, int]) -> None:
 
 
 def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run: dict[str, int]) -> None:
-    # GIVEN new paid orders, updated customers and their Stripe charges
-    changes = shop_db.simulate_business(sources.shop_admin_dsn, n_new_orders=4, n_updated_customers=3)
+    # GIVEN new paid orders, updated customers, their Stripe charges, and deleted abandoned orders
+    changes = shop_db.simulate_business(
+        sources.shop_admin_dsn, n_new_orders=4, n_updated_customers=3, n_deleted_orders=2
+    )
     sources.stripe.extend("charges", changes.new_charges)
     # WHEN the flow runs
     summary = elt()
-    # THEN exactly the changed rows are loaded
+    # THEN exactly the changed rows are loaded (a delete is a row that removes its key)
     loaded = {f"{r.dataset}.{table}": rows for r in summary.ingests for table, rows in r.rows.items()}
+    assert len(changes.deleted_orders) == 2
     assert loaded == {
-        "raw_shop.orders": 4,
-        "raw_shop.order_items": 4,
+        "raw_shop.orders": 4 + 2,
+        "raw_shop.order_items": 4 + changes.deleted_items,
         "raw_shop.customers": 3,
         "raw_stripe.charges": 4,
         "raw_stripe.events": 4,  # charge.succeeded, one per new charge
     }
     path = load_settings().duckdb_path
     after = counts(path)
-    assert after["raw_shop.orders"] == first_run["raw_shop.orders"] + 4
+    assert after["raw_shop.orders"] == first_run["raw_shop.orders"] + 4 - 2
     assert after["raw_shop.customers"] == first_run["raw_shop.customers"]  # merged, not appended
     # AND the marts reflect them
     new_ids = ", ".join(map(str, changes.new_orders))
@@ -122,6 +125,10 @@ def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run
     )
     # each updated customer has a new current version (SCD2) and keeps its old one
     assert sorted((n, country) for (_, n, country) in versions) == [(2, "NZ")] * 3
+    # AND the deleted orders are gone from raw and marts alike
+    deleted_ids = ", ".join(map(str, changes.deleted_orders))
+    for table, key in [("raw_shop.orders", "id"), ("analytics_marts.fct_orders", "order_id")]:
+        assert query(path, f"select count(*) from {table} where {key} in ({deleted_ids})") == [(0,)]
     # AND no personal data is readable in any published mart
     text_columns = query(
         path,
@@ -131,6 +138,104 @@ def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run
     for table, column in text_columns:
         (clear,) = query(path, f"select count(*) from analytics_marts.{table} where {column} like '%@%'")[0]
         assert clear == 0, f"analytics_marts.{table}.{column} holds email addresses"
+
+
+PUBLISHED_MARTS = [
+    "dim_customers",
+    "dim_products",
+    "fct_engineering_lead_times",
+    "fct_order_items",
+    "fct_orders",
+    "fct_payments",
+    "fct_revenue_daily",
+]
+
+
+def published_marts(path: Path) -> dict[str, list[tuple]]:
+    """Every published mart's rows, in a stable order: equal means unchanged, value for value."""
+    return {
+        table: query(path, f"select * from analytics_marts.{table} order by all") for table in PUBLISHED_MARTS
+    }
+
+
+def failed_checks(summary: object) -> set[str]:
+    return {
+        f"{contract.dataset}: {check.describe()}"
+        for contract in summary.contracts  # type: ignore[attr-defined]
+        for check in contract.failed_checks
+    }
+
+
+def test_bad_raw_rows_fail_at_their_contract_and_leave_published_marts_untouched(
+    sources: DemoSources, first_run: dict[str, int]
+) -> None:
+    path = load_settings().duckdb_path
+    before = published_marts(path)
+    # GIVEN raw Stripe data with a duplicate charge and a negative refund
+    with duckdb.connect(str(path)) as con:
+        con.execute("insert into raw_stripe.charges select * from raw_stripe.charges limit 1")
+        con.execute(
+            "insert into raw_stripe.refunds select * replace ('re_bad' as id, -500 as amount)"
+            " from raw_stripe.refunds limit 1"
+        )
+    # WHEN the flow runs THEN it stops at the raw contracts, naming table, check and value
+    with pytest.raises(EltRunFailed) as failure:
+        elt(sources=["stripe"])
+    assert failed_checks(failure.value.summary) == {
+        "raw_stripe.charges: check 'duplicate id' failed (duplicate_count=1)",
+        "raw_stripe.refunds: check 'invalid amount' failed (invalid_count=1)",
+    }
+    assert failure.value.summary.dbt is None  # nothing was built from them
+    assert published_marts(path) == before
+    with duckdb.connect(str(path)) as con:
+        con.execute("delete from raw_stripe.refunds where id = 're_bad'")
+        con.execute(
+            "delete from raw_stripe.charges where rowid in (select max(rowid) from raw_stripe.charges"
+            " group by id having count(*) > 1)"
+        )
+
+
+def test_a_mart_rule_broken_by_good_looking_rows_quarantines_and_publishes_nothing(
+    sources: DemoSources, first_run: dict[str, int]
+) -> None:
+    path = load_settings().duckdb_path
+    before = published_marts(path)
+    # GIVEN a refund larger than its charge: every raw check passes, the order's figures can't
+    (charge_id, amount) = query(
+        path, "select id, amount from raw_stripe.charges where status = 'succeeded' and amount_refunded = 0"
+    )[0]
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "insert into raw_stripe.refunds select * replace"
+            f" ('re_too_big' as id, '{charge_id}' as charge, {amount * 2} as amount, 'succeeded' as status)"
+            " from raw_stripe.refunds limit 1"
+        )
+    try:
+        # WHEN the flow runs THEN the audited fct_orders fails its business rule
+        with pytest.raises(EltRunFailed) as failure:
+            elt(sources=["stripe"])
+        assert failed_checks(failure.value.summary) == {
+            "analytics_marts_audit.fct_orders: "
+            "check 'failed_rows: refunds never exceed payments' failed (failed_rows_count=1)"
+        }
+        # AND the published marts are exactly what they were
+        assert published_marts(path) == before
+        # AND the failing build is kept for inspection
+        kept = query(
+            path,
+            "select table_name from information_schema.tables"
+            " where table_schema = 'analytics_marts_quarantine' and table_name like 'fct_orders__%'",
+        )
+        assert len(kept) == 1
+        (bad,) = query(
+            path,
+            f"select count(*) from analytics_marts_quarantine.{kept[0][0]}"
+            " where amount_refunded > amount_paid",
+        )[0]
+        assert bad == 1
+    finally:
+        with duckdb.connect(str(path)) as con:
+            con.execute("delete from raw_stripe.refunds where id = 're_too_big'")
 
 
 def test_unreachable_source_fails_with_one_line_and_touches_nothing(

@@ -297,3 +297,54 @@ def test_prefect_flow_runs_one_task_per_dbt_node(warehouse: Path) -> None:
         run_dbt_build(["--select", "stg_shop__orders", "--indirect-selection", "cautious"])
     assert "test.elt.unique_stg_shop__orders_order_id" in str(excinfo.value)
     assert excinfo.value.summary.built[0] == "model.elt.stg_shop__orders"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_retried_run_rebuilds_only_the_failed_model_and_its_children(warehouse: Path) -> None:
+    from prefect import flow, get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.runtime import flow_run
+
+    from flows.transform import run_dbt_build
+
+    selection = ["--select", "+fct_orders +dim_products", "--exclude", "resource_type:test"]
+
+    @flow(retries=1, retry_delay_seconds=0)
+    def build_twice() -> list[str]:
+        first = flow_run.run_count == 1
+        with duckdb.connect(str(warehouse)) as con:
+            # the first attempt finds stg_stripe__refunds' input broken, the retry finds it fixed
+            con.execute(
+                "alter table raw_stripe.refunds rename column reason to why"
+                if first
+                else "alter table raw_stripe.refunds rename column why to reason"
+            )
+        summary = run_dbt_build(selection, resume_failed=not first)
+        return list(summary.built)
+
+    state = build_twice(return_state=True)
+    rebuilt = state.result()
+
+    # the retry built the failed model and the ones skipped because of it, nothing else
+    assert sorted(rebuilt) == [
+        "model.elt.fct_orders",
+        "model.elt.int_payments__by_order",
+        "model.elt.stg_stripe__refunds",
+        "unit_test.elt.fct_orders.test_fct_orders_payment_status",
+        "unit_test.elt.int_payments__by_order.test_int_payments__by_order_sums_succeeded_charges_and_refunds",
+    ]
+    this_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=this_run)
+    second_attempt = sorted(run.name for run in task_runs if run.flow_run_run_count == 2)
+    assert second_attempt == sorted(
+        [
+            "model stg_stripe__refunds",
+            "model int_payments__by_order",
+            "model fct_orders",
+            "unit_test test_fct_orders_payment_status",
+            "unit_test test_int_payments__by_order_sums_succeeded_charges_and_refunds",
+        ]
+    )
+    first_attempt = {run.name for run in task_runs if run.flow_run_run_count == 1}
+    assert {"model stg_shop__orders", "model dim_products"} <= first_attempt

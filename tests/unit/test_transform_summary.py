@@ -141,3 +141,18 @@ def test_load_run_results_reads_the_file_and_round_trips_to_json(
     ]
     assert data["success"] is False
     json.dumps(data)  # must stay JSON-serialisable for Prefect artifacts / logs
+
+
+def test_run_report_lists_every_dbt_node_with_outcome_and_time() -> None:
+    from flows.report import RunSummary
+
+    report = RunSummary(warehouse="duckdb", dbt=summarize_run_results(RUN_RESULTS)).to_markdown()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and " | model | " in line]
+    # failed first, then skipped, then built; each with its seconds
+    assert rows == [
+        "| int_payments__by_order | model | failed | 0.30 |",
+        "| fct_orders | model | skipped | 0.00 |",
+        "| stg_shop__orders | model | built | 0.40 |",
+    ]
+    assert "| relationships_stg_stripe__charges_order_id | test | built (warn) | 0.10 |" in report
+    assert "| unique_stg_shop__orders_order_id | test | failed | 0.20 |" in report
