@@ -95,6 +95,105 @@ def demo(
             _run_flow(None, Warehouse.DUCKDB.value)
 
 
+cdc = typer.Typer(help="Postgres change data capture: publication, slot, lag, re-snapshot.")
+app.add_typer(cdc, name="cdc")
+CdcSource = Annotated[str, typer.Argument(help="A CDC source (its settings: sources.<name>.*).")]
+AdminDsn = Annotated[
+    str | None,
+    typer.Option(envvar="ELT_CDC_ADMIN_DSN", help="URL of a role owning the tables (publication set-up)."),
+]
+
+
+def _cdc_settings(source: str):  # type: ignore[no-untyped-def]
+    """The source's CDC settings and tables, or a one-line failure."""
+    apply_runtime_environment()
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+    from dlt_sources.postgres_cdc import resolve_settings
+    from flows.ingest import CDC_TABLES, missing_settings_error
+
+    if source not in CDC_TABLES:
+        _fail(f"{source} is not a CDC source; CDC sources: {', '.join(CDC_TABLES)}")
+    try:
+        return resolve_settings(source), CDC_TABLES[source]
+    except ConfigFieldMissingException as exc:
+        _fail(str(missing_settings_error(source, exc)))
+    except SourceError as exc:
+        _fail(str(exc))
+
+
+@cdc.command("setup")
+def cdc_setup(
+    source: CdcSource,
+    admin_dsn: AdminDsn = None,
+    role: Annotated[
+        str | None, typer.Option(help="Replication role; default: the user in the credentials.")
+    ] = None,
+) -> None:
+    """(Admin) create or extend the publication and grant SELECT to the replication role."""
+    from dlt_sources.postgres_cdc import admin
+
+    settings, tables = _cdc_settings(source)
+    if not admin_dsn:
+        _fail("--admin-dsn (or ELT_CDC_ADMIN_DSN) is required: publications are created by the tables' owner")
+    try:
+        console.print(admin.setup(source, settings, tables, admin_dsn, role))
+    except SourceError as exc:
+        _fail(str(exc))
+
+
+@cdc.command("status")
+def cdc_status(source: CdcSource) -> None:
+    """Show the publication, the slot, its WAL status and lag (retained WAL) against the alert threshold."""
+    from dlt_sources.postgres_cdc import admin
+
+    settings, _ = _cdc_settings(source)
+    try:
+        for label, value in admin.status(source, settings):
+            console.print(f"{label:>22}: {value}", highlight=False)
+    except SourceError as exc:
+        _fail(str(exc))
+
+
+@cdc.command("drop")
+def cdc_drop(
+    source: CdcSource,
+    publication: Annotated[bool, typer.Option(help="Also drop the publication (needs --admin-dsn).")] = False,
+    admin_dsn: AdminDsn = None,
+) -> None:
+    """Drop the replication slot (the next run re-snapshots), optionally the publication too."""
+    from dlt_sources.postgres_cdc import admin
+
+    settings, _ = _cdc_settings(source)
+    if publication and not admin_dsn:
+        _fail("--publication needs --admin-dsn (or ELT_CDC_ADMIN_DSN)")
+    try:
+        for line in admin.drop(source, settings, admin_dsn if publication else None):
+            console.print(line)
+    except SourceError as exc:
+        _fail(str(exc))
+
+
+@cdc.command("resnapshot")
+def cdc_resnapshot(source: CdcSource, warehouse: WarehouseOption = None) -> None:
+    """Recover a lost slot: drop it, create a new one and reload every table from its snapshot."""
+    _cdc_settings(source)
+    try:
+        settings = load_settings(warehouse)
+    except ConfigError as exc:
+        _fail(str(exc))
+    from flows.demo import environment
+    from flows.ingest import run_source
+
+    with environment({f"SOURCES__{source.upper()}__RESNAPSHOT": "true"}):
+        try:
+            result = run_source(source, settings)
+        except SourceError as exc:
+            _fail(str(exc))
+    console.print(f"re-snapshot of {source}: {result.total_rows:,} rows into {result.dataset}")
+    console.print("run `elt run` to rebuild the models from it")
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """Turn SIGTERM into SystemExit so context managers stop the demo's servers."""
     raise SystemExit(128 + signum)

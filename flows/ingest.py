@@ -30,6 +30,7 @@ from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.github import github_source
 from dlt_sources.rest import declared_sources
 from dlt_sources.shop import shop_after_load, shop_source
+from dlt_sources.shop.settings import TABLES as SHOP_TABLES
 from dlt_sources.sql_database import declared_databases
 from dlt_sources.stripe import stripe_source
 from flows.config import LOADER_FILE_FORMAT, Settings
@@ -52,6 +53,8 @@ SOURCES: dict[str, Callable[[], Any]] = {
 AFTER_LOAD: dict[str, Callable[[dlt.Pipeline], Any]] = {
     "shop": shop_after_load,
 }
+# Sources replicated through Postgres CDC, with their tables (for the `elt cdc` commands).
+CDC_TABLES: dict[str, tuple[str, ...]] = {"shop": SHOP_TABLES}
 
 
 E = TypeVar("E", bound=BaseException)

@@ -1,0 +1,80 @@
+"""The shop source through CDC and the ``elt cdc`` commands, on the demo's shop database.
+
+GIVEN the demo shop (its least-privilege replication role, the admin's publication)
+WHEN ``run_source("shop")`` and the ``elt cdc`` commands run as an operator would use
+them THEN status shows slot and lag, a dropped slot fails the next run fast with the
+remediation, and ``elt cdc resnapshot`` recovers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from dlt_sources.postgres_cdc import SlotLost
+from flows.cli import app
+from flows.config import Settings, Warehouse
+from flows.demo import dataset, environment, shop_db
+from flows.demo.postgres import PostgresServer, running_postgres
+from flows.ingest import run_source
+
+DATASET = "raw_shop"
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    with running_postgres(tmp_path_factory.mktemp("shop_cdc") / "pg", durable=False) as postgres:
+        shop_db.create_database(postgres.dsn())
+        shop_db.seed(postgres.dsn(shop_db.DATABASE), dataset.generate(500))
+        shop_db.enable_replication(postgres.dsn(shop_db.DATABASE))
+        yield postgres
+
+
+@pytest.fixture
+def settings(shop: PostgresServer, db_path) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
+    replication = shop.dsn(shop_db.DATABASE, user=shop_db.REPLICATION_ROLE)
+    with environment({"SOURCES__SHOP__CREDENTIALS": replication, "ELT_DUCKDB_PATH": str(db_path)}):
+        yield Settings(warehouse=Warehouse.DUCKDB, duckdb_path=db_path, dbt_schema="analytics")
+
+
+def elt_cdc(*args: str) -> str:
+    result = CliRunner().invoke(app, ["cdc", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_cdc_commands_and_recovery_from_a_dropped_slot(shop: PostgresServer, settings: Settings) -> None:
+    admin_dsn = shop.dsn(shop_db.DATABASE)
+    # the admin's set-up is idempotent
+    assert "publication elt_shop publishes public.customers" in elt_cdc(
+        "setup", "shop", "--admin-dsn", admin_dsn
+    )
+    assert "not created yet" in elt_cdc("status", "shop")
+    first = run_source("shop", settings)
+    assert first.rows["orders"] == 500
+    assert any("slot elt_shop retains" in note for note in first.notes)
+    # changes arrive as exactly the changed rows, deletes included
+    changes = shop_db.simulate_business(admin_dsn, n_new_orders=3, n_updated_customers=2, n_deleted_orders=1)
+    second = run_source("shop", settings)
+    assert second.rows["orders"] == 3 + 1 and second.rows["customers"] == 2
+    assert second.rows["order_items"] == 3 + changes.deleted_items
+    status = elt_cdc("status", "shop")
+    assert "wal_status: reserved" in status and "below the" in status
+    # GIVEN the slot is dropped WHEN the next run starts THEN it fails with the remediation
+    assert "slot elt_shop dropped" in elt_cdc("drop", "shop")
+    with pytest.raises(SlotLost, match="elt cdc resnapshot shop"):
+        run_source("shop", settings)
+    # WHEN the operator re-snapshots THEN every table is reloaded and CDC carries on
+    assert "re-snapshot of shop: " in elt_cdc("resnapshot", "shop")
+    shop_db.simulate_business(admin_dsn, n_new_orders=1, n_updated_customers=1, n_deleted_orders=0, seed=8)
+    assert run_source("shop", settings).rows["orders"] == 1
+
+
+def test_a_missing_setting_or_unknown_source_fails_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCES__SHOP__CREDENTIALS", raising=False)
+    result = CliRunner().invoke(app, ["cdc", "status", "shop"])
+    assert result.exit_code == 1 and "SOURCES__SHOP__CREDENTIALS" in result.output
+    result = CliRunner().invoke(app, ["cdc", "status", "stripe"])
+    assert result.exit_code == 1 and "not a CDC source" in result.output
