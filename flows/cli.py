@@ -194,6 +194,28 @@ def cdc_resnapshot(source: CdcSource, warehouse: WarehouseOption = None) -> None
     console.print("run `elt run` to rebuild the models from it")
 
 
+contracts = typer.Typer(help="Soda contracts in checks/.")
+app.add_typer(contracts, name="contracts")
+
+
+@contracts.command("scaffold")
+def contracts_scaffold(
+    table: Annotated[
+        str, typer.Argument(help="raw_<source>.<table> (from the dlt schema) or a dbt model name.")
+    ],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing contract.")] = False,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Write a first contract for TABLE under checks/, to review and extend with business rules."""
+    from flows.scaffold import ScaffoldError, scaffold_contract
+
+    try:
+        path = scaffold_contract(table, load_settings(warehouse), force=force)
+    except (ConfigError, ScaffoldError) as exc:
+        _fail(str(exc))
+    console.print(f"wrote {path}; review it, add business rules, then commit it")
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """Turn SIGTERM into SystemExit so context managers stop the demo's servers."""
     raise SystemExit(128 + signum)
