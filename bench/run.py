@@ -2,8 +2,11 @@
 
 Why: an absolute rows/s figure says little on a shared 2-core machine; a baseline measured
 in the same run, against the same server and data, turns it into a ratio that tells how
-much of the source's raw speed our pipeline keeps. Both sources are the local demo
-stand-ins (a real PostgreSQL and the Stripe-compatible HTTP API), seeded with one data set.
+much of the source's raw speed our pipeline keeps. The sources are local stand-ins (a real
+PostgreSQL, the Stripe-compatible and the tickets HTTP APIs).
+
+The CDC figures (``cdc_*``, bench/cdc.py) apply ``--cdc-changes`` changes through the
+Postgres CDC source (the shop's loader) against a raw read of the same changes from a slot.
 
 The REST figures (``rest_*``) load ``--rest-records`` tickets from the local stand-in
 (flows/demo/rest_api.py) with the declarative source ``dlt_sources/rest/example_tickets.yml``
@@ -12,7 +15,8 @@ DuckDB and, on a 100k sample, dlt's ``rest_api`` source with its defaults; each 
 runs in its own process (``bench/rest_worker.py``), which also reports its peak RSS.
 
 Output: one ``name: value`` line per figure on stdout; progress goes to stderr.
-Run from the project root: ``python -m bench.run [--orders N] [--rest-records N] [--only rest]``.
+Run from the project root: ``python -m bench.run [--orders N] [--rest-records N] [--cdc-changes N]
+[--only rest]``.
 """
 
 from __future__ import annotations
@@ -30,12 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg2
 import requests
 
 from flows import config
-from flows.demo import DEMO_STRIPE_KEY, dataset, environment, shop_db, stripe_store_for
-from flows.demo.postgres import running_postgres
+from flows.demo import DEMO_STRIPE_KEY, dataset, environment, stripe_store_for
 from flows.demo.rest_api import MAX_LIMIT, TicketStore, serve_tickets
 from flows.demo.stripe_api import serve_stripe
 
@@ -48,18 +50,6 @@ Figures = dict[str, float]
 def log(message: str) -> None:
     """Progress to stderr, so stdout stays machine-readable."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class _DiscardSink:
-    """A file-like target for ``copy_expert`` that drops the bytes: the baseline measures
-    how fast PostgreSQL can hand the rows out, not how fast we can store them."""
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-    def write(self, data: bytes) -> int:
-        self.bytes += len(data)
-        return len(data)
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -86,62 +76,6 @@ def _pipeline(name: str, dataset_name: str, tmp: Path) -> Any:
         dataset_name=dataset_name,
         pipelines_dir=str(tmp / "pipelines"),
     )
-
-
-# --------------------------------------------------------------------------- shop
-def copy_out_all(dsn: str) -> tuple[int, int]:
-    """Baseline: binary ``COPY ... TO STDOUT`` of every shop table; returns (rows, bytes)."""
-    sink = _DiscardSink()
-    rows = 0
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            for table in SHOP_TABLES:
-                cur.copy_expert(f"copy (select * from {table}) to stdout (format binary)", sink)
-                rows += cur.rowcount
-    finally:
-        conn.close()
-    return rows, sink.bytes
-
-
-def bench_shop(tmp: Path, data: dataset.ShopData) -> Figures:
-    """Shop PostgreSQL: COPY baseline, then our dlt full load and an empty incremental run."""
-    from dlt_sources.shop import shop_source
-
-    with running_postgres(tmp / "pg", durable=False) as pg:
-        log("shop: seeding PostgreSQL")
-        shop_db.create_database(pg.dsn())
-        shop_db.seed(pg.dsn(shop_db.DATABASE), data)
-        reader_dsn = pg.dsn(shop_db.DATABASE, user=shop_db.READER_ROLE)
-
-        # Same role and database as the pipeline reads with, so permissions and plans match.
-        (copy_rows, copy_bytes), copy_s = _timed(lambda: copy_out_all(reader_dsn))
-        log(f"shop: COPY baseline {copy_rows} rows, {copy_bytes / 1e6:.1f} MB in {copy_s:.2f}s")
-
-        with environment({"SOURCES__SHOP__CREDENTIALS": reader_dsn}):
-            pipeline = _pipeline("bench_shop", "raw_shop", tmp)
-            info, full_s = _timed(lambda: pipeline.run(shop_source(), loader_file_format="parquet"))
-            info.raise_on_failed_jobs()
-            full_rows = sum(_loaded_rows(pipeline).values())
-            log(f"shop: dlt full load {full_rows} rows in {full_s:.2f}s")
-            if full_rows != copy_rows:
-                log(f"shop: WARNING dlt loaded {full_rows} rows but COPY read {copy_rows}")
-
-            info, empty_s = _timed(lambda: pipeline.run(shop_source(), loader_file_format="parquet"))
-            info.raise_on_failed_jobs()
-            log(
-                f"shop: dlt incremental run loaded {sum(_loaded_rows(pipeline).values())} rows "
-                f"in {empty_s:.2f}s"
-            )
-
-    copy_rate = copy_rows / copy_s
-    dlt_rate = full_rows / full_s
-    return {
-        "shop_copy_baseline_rows_per_s": copy_rate,
-        "shop_dlt_rows_per_s": dlt_rate,
-        "shop_dlt_vs_copy_ratio": dlt_rate / copy_rate,
-        "shop_incremental_empty_run_s": empty_s,
-    }
 
 
 # ------------------------------------------------------------------------- stripe
@@ -304,14 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["shop", "stripe", "rest", "sql"],
+        choices=["cdc", "stripe", "rest", "sql"],
         help="run only this benchmark (repeatable); default: all",
     )
     parser.add_argument(
         "--sql-rows", type=int, default=5_000_000, help="rows of the generated SQL source table"
     )
+    parser.add_argument(
+        "--cdc-changes", type=int, default=1_000_000, help="changes applied through Postgres CDC"
+    )
+    parser.add_argument(
+        "--cdc-snapshot-rows", type=int, default=1_000_000, help="rows in the CDC table's snapshot"
+    )
     args = parser.parse_args(argv)
-    only = set(args.only or ["shop", "stripe", "rest", "sql"])
+    only = set(args.only or ["cdc", "stripe", "rest", "sql"])
 
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="elt-bench-"))
@@ -324,14 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         log(f"dlt warm-up in {warm_s:.1f}s")
 
         figures: Figures = {}
-        if only & {"shop", "stripe"}:
+        if "cdc" in only and args.cdc_changes > 0:
+            from bench.cdc import bench_cdc
+
+            figures |= bench_cdc(tmp, args.cdc_changes, args.cdc_snapshot_rows)
+        if "stripe" in only:
             log(f"generating data set for {args.orders} orders")
             data, gen_s = _timed(lambda: dataset.generate(args.orders))
             log(f"generated in {gen_s:.1f}s")
-            if "shop" in only:
-                figures |= bench_shop(tmp, data)
-            if "stripe" in only:
-                figures |= bench_stripe(tmp, data)
+            figures |= bench_stripe(tmp, data)
         if "rest" in only and args.rest_records > 0:
             figures |= bench_rest(tmp, args.rest_records, max(1, args.rest_repeats))
         if "sql" in only and args.sql_rows > 0:
