@@ -31,6 +31,7 @@ LAST_NAMES = [
     "thompson",
 ]
 COUNTRIES = ["US", "GB", "DE", "FR", "NL", "SE", "ES", "IT", "CA", "BR"]
+STREETS = ["High Street", "Station Road", "Church Lane", "Mill Road", "Park Avenue", "Elm Street"]
 CATEGORIES = ["books", "games", "garden", "kitchen", "music", "outdoor", "toys"]
 ORDER_STATUSES = ["placed", "paid", "shipped", "delivered", "cancelled"]
 ORDER_STATUS_WEIGHTS = [4, 10, 16, 65, 5]
@@ -55,6 +56,12 @@ def stripe_id(prefix: str, rng: random.Random) -> str:
     return prefix + "_" + "".join(rng.choices(ID_ALPHABET, k=24))
 
 
+def street_address(customer_id: int) -> str:
+    """A made-up street address; derived from the id, not the seeded generator, so adding
+    it left every other generated value as it was."""
+    return f"{customer_id * 7919 % 200 + 1} {STREETS[customer_id % len(STREETS)]}"
+
+
 def unix(ts: datetime) -> int:
     return int(ts.timestamp())
 
@@ -72,7 +79,16 @@ def generate(n_orders: int = 100_000, seed: int = SEED) -> ShopData:
         created = EPOCH + timedelta(seconds=customer_id * 60 + rng.randrange(60))
         email = f"{first}.{last}.{customer_id}@example.com"
         data.customers.append(
-            (customer_id, email, first.title(), last.title(), rng.choice(COUNTRIES), created, created)
+            (
+                customer_id,
+                email,
+                first.title(),
+                last.title(),
+                street_address(customer_id),
+                rng.choice(COUNTRIES),
+                created,
+                created,
+            )
         )
         cus_id = stripe_id("cus", rng)
         stripe_customer_ids.append(cus_id)
@@ -112,7 +128,7 @@ def generate(n_orders: int = 100_000, seed: int = SEED) -> ShopData:
         # Orders arrive in time order, after their customer signed up.
         ordered_at = max(
             EPOCH + timedelta(seconds=order_id * 30 + rng.randrange(30)),
-            data.customers[customer_id - 1][5] + timedelta(minutes=1),
+            data.customers[customer_id - 1][6] + timedelta(minutes=1),  # created_at
         )
         status = rng.choices(ORDER_STATUSES, ORDER_STATUS_WEIGHTS)[0]
         updated_at = ordered_at + timedelta(

@@ -32,6 +32,7 @@ create table customers (
     email text not null,
     first_name text not null,
     last_name text not null,
+    street_address text not null,
     country char(2) not null,
     created_at timestamptz not null,
     updated_at timestamptz not null
@@ -175,7 +176,9 @@ def simulate_business(
             )
         updated = rng.sample(customer_ids, n_updated_customers)
         cur.execute(
-            "update customers set country = 'NZ', updated_at = %s where id = any(%s)",
+            # a customer who moves: a new address and country (a new SCD2 version in dim_customers)
+            "update customers set street_address = '1 Queen Street', country = 'NZ', updated_at = %s"
+            " where id = any(%s)",
             (now, updated),
         )
         cur.execute("select id from orders where status = 'placed' order by id limit 100")

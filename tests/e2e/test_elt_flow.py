@@ -123,8 +123,14 @@ def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run
         "select customer_id, count(*), max(case when is_current then country end)"
         f" from analytics_marts.dim_customers where customer_id in ({updated_ids}) group by customer_id",
     )
-    # each updated customer has a new current version (SCD2) and keeps its old one
+    # each customer who moved has a new current version (SCD2) and keeps its old one
     assert sorted((n, country) for (_, n, country) in versions) == [(2, "NZ")] * 3
+    addresses = query(
+        path,
+        "select count(distinct street_address_hash) from analytics_marts.dim_customers"
+        f" where customer_id in ({updated_ids}) group by customer_id",
+    )
+    assert addresses == [(2,)] * 3
     # AND the deleted orders are gone from raw and marts alike
     deleted_ids = ", ".join(map(str, changes.deleted_orders))
     for table, key in [("raw_shop.orders", "id"), ("analytics_marts.fct_orders", "order_id")]:
@@ -171,23 +177,31 @@ def test_bad_raw_rows_fail_at_their_contract_and_leave_published_marts_untouched
 ) -> None:
     path = load_settings().duckdb_path
     before = published_marts(path)
-    # GIVEN raw Stripe data with a duplicate charge and a negative refund
+    # GIVEN raw data with a duplicate charge, a negative refund and an order without customer
     with duckdb.connect(str(path)) as con:
         con.execute("insert into raw_stripe.charges select * from raw_stripe.charges limit 1")
         con.execute(
             "insert into raw_stripe.refunds select * replace ('re_bad' as id, -500 as amount)"
             " from raw_stripe.refunds limit 1"
         )
+        con.execute(
+            "update raw_shop.orders set customer_id = null where id = (select min(id) from raw_shop.orders)"
+        )
     # WHEN the flow runs THEN it stops at the raw contracts, naming table, check and value
     with pytest.raises(EltRunFailed) as failure:
-        elt(sources=["stripe"])
+        elt(sources=["shop", "stripe"])
     assert failed_checks(failure.value.summary) == {
         "raw_stripe.charges: check 'duplicate id' failed (duplicate_count=1)",
         "raw_stripe.refunds: check 'invalid amount' failed (invalid_count=1)",
+        "raw_shop.orders: check 'missing customer_id' failed (missing_count=1)",
     }
     assert failure.value.summary.dbt is None  # nothing was built from them
     assert published_marts(path) == before
     with duckdb.connect(str(path)) as con:
+        con.execute(
+            "update raw_shop.orders set customer_id = (select customer_id from analytics_marts.fct_orders"
+            " where order_id = raw_shop.orders.id) where customer_id is null"
+        )
         con.execute("delete from raw_stripe.refunds where id = 're_bad'")
         con.execute(
             "delete from raw_stripe.charges where rowid in (select max(rowid) from raw_stripe.charges"

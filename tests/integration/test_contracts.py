@@ -34,7 +34,7 @@ create schema raw_stripe;
 create schema {{marts}};
 
 create table raw_shop.customers (
-    id bigint, email varchar, first_name varchar, last_name varchar, country varchar,
+    id bigint, email varchar, first_name varchar, last_name varchar, street_address varchar, country varchar,
     created_at timestamptz, updated_at timestamptz, {DLT});
 create table raw_shop.products (
     id bigint, sku varchar, name varchar, category varchar, price decimal(12,2),
@@ -72,7 +72,8 @@ create table raw_example_tickets.tickets (
     _dlt_load_id varchar);
 
 create table {{marts}}.dim_customers (
-    customer_key varchar, customer_id bigint, email_hash varchar, name_hash varchar, country varchar,
+    customer_key varchar, customer_id bigint, email_hash varchar, name_hash varchar,
+    street_address_hash varchar, country varchar,
     stripe_customer_id varchar, created_at timestamptz, valid_from timestamptz, valid_to timestamptz,
     is_current boolean, first_order_at timestamptz, last_order_at timestamptz, order_count bigint,
     lifetime_value decimal(38,2));
@@ -84,8 +85,10 @@ create table {{marts}}.fct_orders (
 
 DATA_SQL = """
 insert into raw_shop.customers values
-    (1, 'ada@example.com', 'Ada', 'Lovelace', 'GB', '2024-01-01 10:00+00', '2024-01-02 10:00+00', 'l1', 'c1'),
-    (2, 'alan@example.com', 'Alan', 'Turing', 'GB', '2024-01-03 10:00+00', '2024-01-03 10:00+00', 'l1', 'c2');
+    (1, 'ada@example.com', 'Ada', 'Lovelace', '12 St James Sq', 'GB', '2024-01-01 10:00+00',
+     '2024-01-02 10:00+00', 'l1', 'c1'),
+    (2, 'alan@example.com', 'Alan', 'Turing', '2 Hollymeade', 'GB', '2024-01-03 10:00+00',
+     '2024-01-03 10:00+00', 'l1', 'c2');
 insert into raw_shop.products values
     (10, 'SKU-10', 'Widget', 'tools', 9.99, '2024-01-01 00:00+00', '2024-01-01 00:00+00', 'l1', 'p1'),
     (11, 'SKU-11', 'Gadget', 'tools', 19.50, '2024-01-01 00:00+00', '2024-01-01 00:00+00', 'l1', 'p2');
@@ -113,13 +116,16 @@ insert into raw_example_tickets.tickets values
     (1, 'Ticket 1', 'open', 'high', '{"id": 1000, "email": "user0@example.com"}', '["billing"]', 2,
      '2025-12-31 00:00+00', '2026-01-01 00:00+00', 'Customer 0 reports an error.', 'l1');
 insert into {marts}.dim_customers values
-    ('k1', 1, sha256('s|ada@example.com'), sha256('s|ada lovelace'), 'GB', 'cus_1',
+    ('k1', 1, sha256('s|ada@example.com'), sha256('s|ada lovelace'), sha256('s|12 st james sq'),
+     'GB', 'cus_1',
      '2024-01-01 10:00+00', '2024-01-01 10:00+00', '2024-01-02 10:00+00', false,
      '2024-02-01 12:00+00', '2024-02-01 12:00+00', 1, 19.98),
-    ('k2', 1, sha256('s|ada@example.com'), sha256('s|ada byron'), 'GB', 'cus_1',
+    ('k2', 1, sha256('s|ada@example.com'), sha256('s|ada byron'), sha256('s|12 st james sq'),
+     'GB', 'cus_1',
      '2024-01-01 10:00+00', '2024-01-02 10:00+00', null, true,
      '2024-02-01 12:00+00', '2024-02-01 12:00+00', 1, 19.98),
-    ('k3', 2, sha256('s|alan@example.com'), sha256('s|alan turing'), 'GB', null,
+    ('k3', 2, sha256('s|alan@example.com'), sha256('s|alan turing'), sha256('s|2 hollymeade'),
+     'GB', null,
      '2024-01-03 10:00+00', '2024-01-03 10:00+00', null, true,
      '2024-02-02 12:00+00', '2024-02-02 12:00+00', 1, 19.50);
 insert into {marts}.fct_orders values

@@ -28,15 +28,16 @@ create schema restricted;
 create table restricted.pii_salt as select 'test-salt' as salt;
 
 create table raw_shop.customers (
-    id bigint, email varchar, first_name varchar, last_name varchar, country varchar,
+    id bigint, email varchar, first_name varchar, last_name varchar, street_address varchar, country varchar,
     created_at timestamptz, updated_at timestamptz, _dlt_load_id varchar, _dlt_id varchar
 );
 insert into raw_shop.customers values
-    (1, 'ada@example.com', 'Ada', 'Lovelace', 'gb', '2024-01-01 09:00:00+00',
+    (1, 'ada@example.com', 'Ada', 'Lovelace', '12 St James Sq', 'gb', '2024-01-01 09:00:00+00',
       '2024-01-01 09:00:00+00', '1700000000.1', 'c1'),
-    (2, 'bob@example.com', 'Bob', 'Builder', 'DE', '2024-01-02 09:00:00+00',
+    (2, 'bob@example.com', 'Bob', 'Builder', '1 Yard Lane', 'DE', '2024-01-02 09:00:00+00',
       '2024-01-02 09:00:00+00', '1700000000.1', 'c2'),
-    (3, 'cy@example.com', 'Cy', 'Young', 'FR', '2024-01-03 09:00:00+00', '2024-01-03 09:00:00+00',
+    (3, 'cy@example.com', 'Cy', 'Young', '3 Rue Verte', 'FR', '2024-01-03 09:00:00+00',
+      '2024-01-03 09:00:00+00',
       '1700000000.1', 'c3');
 
 create table raw_shop.products (
@@ -230,7 +231,8 @@ def test_dbt_build_produces_expected_marts(warehouse: Path, dbt_workspace: Path)
     # personal data: salted hashes in the mart, never the clear text
     assert customers[1]["email_hash"] == hashlib.sha256(b"test-saltada@example.com").hexdigest()
     assert customers[1]["name_hash"] == hashlib.sha256(b"test-saltada lovelace").hexdigest()
-    assert not {"email", "first_name", "last_name"} & column_types.keys()
+    assert customers[1]["street_address_hash"] == hashlib.sha256(b"test-salt12 st james sq").hexdigest()
+    assert not {"email", "first_name", "last_name", "street_address"} & column_types.keys()
 
     # every mart contract holds on what dbt really built (the GitHub mart is not built here)
     results = verify_contracts(

@@ -82,5 +82,5 @@ def test_unknown_tables_are_named_in_the_error(warehouse: Path, tmp_path: Path) 
         scaffold_contract("no_such_model", settings, checks_dir=tmp_path)
     with pytest.raises(ScaffoldError, match=r"raw_nothing\.t: no such table"):
         scaffold_contract("raw_nothing.t", settings, checks_dir=tmp_path)
-    with pytest.raises(ScaffoldError, match="give raw_<source>.<table>"):
+    with pytest.raises(ScaffoldError, match=r"give raw_<source>\.<table>"):
         scaffold_contract("analytics.fct_orders", settings, checks_dir=tmp_path)

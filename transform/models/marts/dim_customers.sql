@@ -66,6 +66,7 @@ final as (
         customer_versions.customer_id,
         {{ pii_hash('customer_versions.email') }} as email_hash,
         {{ pii_hash("customer_versions.first_name || ' ' || customer_versions.last_name") }} as name_hash,
+        {{ pii_hash('customer_versions.street_address') }} as street_address_hash,
         customer_versions.country,
         stripe_links.stripe_customer_id,
         customer_versions.created_at,

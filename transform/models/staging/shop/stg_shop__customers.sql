@@ -13,6 +13,7 @@ renamed as (
         cast(email as {{ dbt.type_string() }}) as email,
         cast(first_name as {{ dbt.type_string() }}) as first_name,
         cast(last_name as {{ dbt.type_string() }}) as last_name,
+        cast(street_address as {{ dbt.type_string() }}) as street_address,
         cast(upper(country) as {{ dbt.type_string() }}) as country,
         created_at,
         updated_at,
