@@ -18,7 +18,6 @@ cursor is sent as a request parameter and also filtered in Arrow by dlt.
 import base64
 import gc
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ import requests
 from dlt.extract.source import DltSource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings, records_to_arrow
+from dlt_sources.common.background import read_ahead
 from dlt_sources.common.http import ApiClient, SourceSettings
 from dlt_sources.common.schema_policy import enforce
 
@@ -249,55 +249,6 @@ def _fewer_gc_passes() -> Iterator[None]:
                 gc.set_threshold(*state.saved)
 
 
-def _prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
-    """``items`` produced by a background thread, up to ``depth`` ahead.
-
-    Why: while this thread waits for the next page (socket reads release the GIL)
-    the caller writes the previous one; errors surface in the caller, in order.
-    Closing the iterator early (dlt's ``add_limit``) stops the thread.
-    """
-    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                box.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put("item", item):
-                    return
-        except BaseException as exc:
-            put("error", exc)
-        else:
-            put("done", None)
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="rest-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = box.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
-        worker.join(timeout=30)
-
-
 def _batched(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
     """Concatenate page tables into batches of at least ``rows`` rows.
 
@@ -431,7 +382,7 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
         pages = map(to_table, _pages(make_client, resource, paginator, params, decoder))
         try:
             with _fewer_gc_passes():
-                batches = _batched(_prefetched(pages, PREFETCH_PAGES), BATCH_ROWS)
+                batches = _batched(read_ahead([lambda: pages], PREFETCH_PAGES, "rest-prefetch"), BATCH_ROWS)
                 if merge_keys:
                     yield from _declare_deduplicated(batches, merge_keys)
                 else:
