@@ -95,13 +95,15 @@ class CheckRecord:
         """e.g. ``check 'missing id' failed (missing_count=3)``."""
         verb = {
             Outcome.FAILED: "failed",
+            Outcome.WARN: "warned",
             Outcome.NOT_EVALUATED: "was not evaluated",
             Outcome.ERROR: "errored",
             Outcome.EXCLUDED: "was excluded",
         }.get(self.outcome, self.outcome.value.lower())
         facts = []
         if self.metric is not None and self.value is not None:
-            facts.append(f"{self.metric}={self.value}")
+            value = round(self.value, 2) if isinstance(self.value, float) else self.value
+            facts.append(f"{self.metric}={value}")
         if self.details:
             facts.append(self.details)
         suffix = f" ({'; '.join(facts)})" if facts else ""

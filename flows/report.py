@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from flows.checks import ContractResult
+from flows.checks import ContractResult, Outcome
 from flows.ingest import IngestResult
 from flows.transform import DbtBuildSummary
 
@@ -46,8 +46,16 @@ class RunSummary:
 
     @property
     def warnings(self) -> list[str]:
-        """Source warnings a person should read even when the run passed (e.g. a TRUNCATE, slot lag)."""
-        return [warning for result in self.ingests for warning in result.warnings]
+        """Warnings a person should read even when the run passed: a source's (a TRUNCATE, slot
+        lag) and every contract check at warn level that fired (e.g. stale data)."""
+        sources = [warning for result in self.ingests for warning in result.warnings]
+        checks = [
+            f"contract {contract.dataset}: {check.describe()}"
+            for contract in self.contracts
+            for check in contract.checks
+            if check.outcome is Outcome.WARN
+        ]
+        return sources + checks
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -115,6 +115,10 @@ insert into raw_stripe.events values
 insert into raw_example_tickets.tickets values
     (1, 'Ticket 1', 'open', 'high', '{"id": 1000, "email": "user0@example.com"}', '["billing"]', 2,
      '2025-12-31 00:00+00', '2026-01-01 00:00+00', 'Customer 0 reports an error.', 'l1');
+-- fresh: the raw freshness checks warn after 48 hours without a change
+update raw_shop.customers set updated_at = now() - interval 1 hour;
+update raw_shop.orders set updated_at = now() - interval 2 hour;
+update raw_example_tickets.tickets set updated_at = now() - interval 3 hour;
 insert into {marts}.dim_customers values
     ('k1', 1, sha256('s|ada@example.com'), sha256('s|ada lovelace'), sha256('s|12 st james sq'),
      'GB', 'cus_1',
@@ -280,6 +284,18 @@ def test_extra_dlt_columns_are_allowed_in_raw_but_not_in_marts(
     assert verify_contract(CHECKS_DIR / "raw/shop/customers.yml", DATASOURCE).passed
     marts = verify_contract(CHECKS_DIR / "marts/dim_customers.yml", DATASOURCE)
     assert "unexpected columns: phone" in marts.failure_message()
+
+
+def test_stale_data_warns_in_the_report_without_failing_the_gate(make_warehouse: WarehouseFactory) -> None:
+    from flows.report import RunSummary
+
+    make_warehouse("update raw_shop.orders set updated_at = now() - interval 100 hour")
+    result = verify_contract(CHECKS_DIR / "raw/shop/orders.yml", DATASOURCE)
+
+    assert result.passed
+    assert check(result, "freshness").outcome is Outcome.WARN
+    (warning,) = RunSummary(warehouse="duckdb", contracts=[result]).warnings
+    assert warning.startswith("contract raw_shop.orders: check 'freshness' warned (freshness=100.")
 
 
 def test_empty_table_fails_row_count(make_warehouse: WarehouseFactory) -> None:
