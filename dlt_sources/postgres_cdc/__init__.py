@@ -35,7 +35,7 @@ from dlt_sources.errors import SourceError
 from dlt_sources.postgres_cdc import catalog
 from dlt_sources.postgres_cdc.arrow_types import SESSION_OPTIONS, arrow_type, dlt_column_hints
 from dlt_sources.postgres_cdc.catalog import SlotInfo, SlotLost, TableInfo
-from dlt_sources.postgres_cdc.changes import DELETED_COLUMN, LSN_COLUMN, TableChanges, UnresolvedRows
+from dlt_sources.postgres_cdc.changes import DELETED_COLUMN, LSN_COLUMN, ChangeLog, UnresolvedRows
 from dlt_sources.postgres_cdc.pgoutput import Column, format_lsn
 from dlt_sources.postgres_cdc.settings import CdcSettings, resolve_settings
 from dlt_sources.postgres_cdc.snapshot import create_slot, open_snapshot, read_table
@@ -90,7 +90,7 @@ def _replicate(source: str, names: Sequence[str], settings: CdcSettings) -> Iter
         target = catalog.current_wal_lsn(conn)
 
     changes = {
-        table.name: TableChanges(table.schema, table.name, table.primary_key, settings.delete_mode == "hard")
+        table.name: ChangeLog(table.schema, table.name, table.primary_key, settings.delete_mode == "hard")
         for table in tables
     }
     result = stream_changes(
@@ -249,7 +249,7 @@ def _with_hints(
 
 
 def _fill_from_warehouse(
-    source: str, table: TableChanges, data: pa.Table, unresolved: UnresolvedRows
+    source: str, table: ChangeLog, data: pa.Table, unresolved: UnresolvedRows
 ) -> pa.Table:
     """Unchanged TOASTed values whose last image is in the warehouse: copy them from there.
 
@@ -280,7 +280,7 @@ def _fill_from_warehouse(
 
 
 def _warehouse_values(
-    table: TableChanges, columns: list[str], keys: set[tuple[str, ...]]
+    table: ChangeLog, columns: list[str], keys: set[tuple[str, ...]]
 ) -> dict[tuple[str, ...], tuple[Any, ...]]:
     """Current warehouse values of ``columns`` for rows with these primary keys (as text)."""
     pipeline = dlt.current.pipeline()

@@ -24,7 +24,7 @@ import psycopg2.extras
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.postgres_cdc.arrow_types import SESSION_OPTIONS
 from dlt_sources.postgres_cdc.catalog import SlotLost, safe_dsn
-from dlt_sources.postgres_cdc.changes import TableChanges
+from dlt_sources.postgres_cdc.changes import ChangeLog
 from dlt_sources.postgres_cdc.pgoutput import Relation, decode
 
 # Seconds of silence after which we ask the server for a keepalive carrying its position.
@@ -67,7 +67,7 @@ def stream_changes(
     publication: str,
     start_lsn: int,
     target_lsn: int,
-    tables: dict[str, TableChanges],
+    tables: dict[str, ChangeLog],
     max_changes: int,
 ) -> StreamResult:
     """Collect changes committed after ``start_lsn`` up to ``target_lsn`` into ``tables`` (by name)."""
@@ -107,11 +107,11 @@ def _read(
     cursor: psycopg2.extras.ReplicationCursor,
     start_lsn: int,
     target_lsn: int,
-    tables: dict[str, TableChanges],
+    tables: dict[str, ChangeLog],
     max_changes: int,
 ) -> StreamResult:
     result = StreamResult()
-    relations: dict[int, TableChanges | None] = {}
+    relations: dict[int, ChangeLog | None] = {}
     in_transaction = skipping = False
     read_message = cursor.read_message
     while True:
@@ -127,17 +127,10 @@ def _read(
         if tag in (INSERT, UPDATE, DELETE):
             if skipping:
                 continue
-            change = decode(payload)
-            table = relations.get(change.relation_id)  # type: ignore[union-attr]
-            if table is None:
-                continue
-            if tag == INSERT:
-                table.upsert(change.new, message.data_start)  # type: ignore[union-attr]
-            elif tag == UPDATE:
-                table.upsert(change.new, message.data_start, change.old, change.old_is_row)  # type: ignore[union-attr]
-            else:
-                table.delete(change.old, message.data_start, change.old_is_row)  # type: ignore[union-attr]
-            result.changes += 1
+            table = relations.get(int.from_bytes(payload[1:5]))
+            if table is not None:
+                table.add(payload, message.data_start)
+                result.changes += 1
         elif tag == BEGIN:
             begin = decode(payload)
             in_transaction = True
