@@ -20,16 +20,26 @@ each segment becomes its own Arrow table with that segment's columns.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from dlt_sources.postgres_cdc.arrow_types import to_arrow
 from dlt_sources.postgres_cdc.columns import bool_array, decode_tuples
-from dlt_sources.postgres_cdc.pgoutput import UNCHANGED, Column, Insert, Update, Value, decode, decode_tuple
+from dlt_sources.postgres_cdc.pgoutput import (
+    UNCHANGED,
+    Column,
+    Delete,
+    Insert,
+    Update,
+    Value,
+    decode,
+    decode_tuple,
+)
 
 LSN_COLUMN = "_cdc_lsn"
 DELETED_COLUMN = "_cdc_deleted"
@@ -93,9 +103,9 @@ class ChangeLog:
     are an insert, an update that keeps its key, or (with hard deletes) a delete by key:
     for those the key is read from the message's first bytes, the key's latest message
     is remembered, and only the last message per key is decoded, all at once, column by
-    column (``columns.decode_tuples``). Anything else (a primary-key update, REPLICA
-    IDENTITY FULL, a soft delete, or a kept image with an unchanged TOASTed value) needs
-    earlier images to fill it: then the run's messages are replayed one by one through
+    column (``columns.decode_tuples``). A key whose history needs earlier images (a
+    primary-key update, REPLICA IDENTITY FULL, a soft delete, or a last image with an
+    unchanged TOASTed value) has all its messages replayed one by one through
     ``TableChanges``, which implements those rules.
     """
 
@@ -106,9 +116,11 @@ class ChangeLog:
         self.hard_deletes = hard_deletes
         self.payloads: list[bytes] = []
         self.lsns: list[int] = []
+        self.keys: list[Any] = []  # per message: the key it leaves an image for
         self.layouts: list[tuple[int, tuple[Column, ...]]] = []  # (first message, its columns)
         self.latest: dict[Any, int] = {}  # key → its last message
-        self.needs_replay = False
+        self.replayed_keys: set[Any] = set()  # keys applied message by message
+        self.replay_all = False  # a key not readable as text values (never seen in practice)
         self._key_positions: tuple[int, ...] = ()
 
     def use_columns(self, columns: tuple[Column, ...]) -> None:
@@ -122,15 +134,15 @@ class ChangeLog:
         """An Insert, Update or Delete message: the hot loop of change capture."""
         self.payloads.append(payload)
         self.lsns.append(lsn)
-        if self.needs_replay:
-            return
         kind = payload[5]
         if kind == NEW_TUPLE or (kind == KEY_TUPLE and payload[0] == DELETE_TAG and self.hard_deletes):
             key = self._key(payload)
-            if key is not None:
-                self.latest[key] = len(self.payloads) - 1
-                return
-        self.needs_replay = True
+        else:
+            key = self._key_needing_history(payload)
+        if key is None:
+            self.replay_all = True
+        self.keys.append(key)
+        self.latest[key] = len(self.payloads) - 1
 
     def _key(self, payload: bytes) -> Any:
         """The primary key's text values in the tuple at byte 6; None if one is not a plain value."""
@@ -139,47 +151,62 @@ class ChangeLog:
             if payload[8] != 116:  # 't'
                 return None
             return payload[13 : 13 + int.from_bytes(payload[9:13])]
-        values = decode_tuple(payload, TUPLE_OFFSET)[0]
+        return self._key_of(decode_tuple(payload, TUPLE_OFFSET)[0])
+
+    def _key_of(self, values: list[Value]) -> Any:
         key = tuple(values[i] for i in self._key_positions)
         if not all(isinstance(value, bytes) for value in key):
             return None
         return key[0] if len(key) == 1 else key
 
+    def _key_needing_history(self, payload: bytes) -> Any:
+        """A change that needs earlier images (see the class): its keys, old and new, are replayed."""
+        change = decode(payload)
+        if isinstance(change, Update) and change.old is not None:
+            keys = [self._key_of(change.new), self._key_of(change.old)]
+        else:
+            keys = [self._key_of(change.old if isinstance(change, Delete) else change.new)]  # type: ignore[union-attr]
+        if None in keys:
+            return None
+        self.replayed_keys.update(keys)
+        return keys[0]
+
     def tables(self) -> Iterator[tuple[tuple[Column, ...], pa.Table, UnresolvedRows | None]]:
         """Per column layout: its columns, an Arrow table of each key's last image, and what
         the warehouse must fill."""
-        if not self.needs_replay:
-            collapsed = self._collapsed()
-            if collapsed is not None:
-                yield from collapsed
-                return
-        yield from self._replayed().tables()
+        if self.replay_all:
+            yield from self._replayed(lambda key: True).tables()
+            return
+        collapsed = self._collapsed()
+        yield from collapsed
+        if self.replayed_keys:
+            yield from self._replayed(self.replayed_keys.__contains__).tables()
 
     def _layout_ranges(self) -> Iterator[tuple[tuple[Column, ...], int, int]]:
         ends = [first for first, _ in self.layouts[1:]] + [len(self.payloads)]
         for (first, columns), end in zip(self.layouts, ends, strict=False):  # no layout: no changes
             yield columns, first, end
 
-    def _collapsed(self) -> list[tuple[tuple[Column, ...], pa.Table, None]] | None:
-        """Each key's last message decoded; None if one holds an unchanged TOASTed value."""
-        final = sorted(self.latest.values())
+    def _collapsed(self) -> list[tuple[tuple[Column, ...], pa.Table, None]]:
+        """Each key's last message decoded, except for keys to replay (which it may add to)."""
+        if self.replayed_keys:
+            final = sorted(row for key, row in self.latest.items() if key not in self.replayed_keys)
+        else:
+            final = sorted(self.latest.values())
         tables = []
         for columns, first, end in self._layout_ranges():
             rows = final[bisect_left(final, first) : bisect_left(final, end)]
-            if not rows:
-                continue
             for start in range(0, len(rows), DECODE_CHUNK_ROWS):
                 table = self._decoded(columns, rows[start : start + DECODE_CHUNK_ROWS])
-                if table is None:
-                    return None
-                tables.append((columns, table, None))
+                if table.num_rows:
+                    tables.append((columns, table, None))
         return tables
 
-    def _decoded(self, columns: tuple[Column, ...], rows: list[int]) -> pa.Table | None:
+    def _decoded(self, columns: tuple[Column, ...], rows: list[int]) -> pa.Table:
+        """These messages' new images; those with an unchanged TOASTed value are left out and
+        their keys marked for the replay."""
         pick = itemgetter(*rows) if len(rows) > 1 else lambda values: (values[rows[0]],)
         decoded = decode_tuples(pick(self.payloads), TUPLE_OFFSET, len(columns))
-        if any(column.has_unchanged for column in decoded.columns):
-            return None
         arrays = [
             to_arrow(column.values, spec.type_oid, spec.type_modifier)
             for column, spec in zip(decoded.columns, columns, strict=True)
@@ -187,15 +214,25 @@ class ChangeLog:
         arrays.append(pa.array(pick(self.lsns), type=pa.int64()))
         arrays.append(bool_array(decoded.tags == DELETE_TAG))
         names = [column.name for column in columns] + [LSN_COLUMN, DELETED_COLUMN]
-        return pa.Table.from_arrays(arrays, names=names)
+        table = pa.Table.from_arrays(arrays, names=names)
+        unchanged = [column.unchanged for column in decoded.columns if column.has_unchanged]
+        if not unchanged:
+            return table
+        needs_fill = np.logical_or.reduce(unchanged)
+        self.replayed_keys.update(self.keys[rows[i]] for i in np.flatnonzero(needs_fill))
+        return table.filter(bool_array(~needs_fill))
 
-    def _replayed(self) -> TableChanges:
-        """Every message decoded and applied in order, filling unchanged values from earlier images."""
+    def _replayed(self, wanted: Callable[[Any], bool]) -> TableChanges:
+        """The wanted keys' messages decoded and applied in order, filling unchanged values
+        from earlier images."""
         table = TableChanges(self.schema, self.name, self.primary_key, self.hard_deletes)
         for columns, first, end in self._layout_ranges():
             table.use_columns(columns)
-            for payload, lsn in zip(self.payloads[first:end], self.lsns[first:end], strict=True):
-                change = decode(payload)
+            for position in range(first, end):
+                if not wanted(self.keys[position]):
+                    continue
+                change = decode(self.payloads[position])
+                lsn = self.lsns[position]
                 if isinstance(change, Insert):
                     table.upsert(change.new, lsn)
                 elif isinstance(change, Update):

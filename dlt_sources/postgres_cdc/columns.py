@@ -28,8 +28,12 @@ class DecodedColumn:
     values: pa.Array  # large_binary: the type's text output
 
     @property
+    def unchanged(self) -> np.ndarray:
+        return self.kinds == UNCHANGED_KIND
+
+    @property
     def has_unchanged(self) -> bool:
-        return bool((self.kinds == UNCHANGED_KIND).any())
+        return bool(self.unchanged.any())
 
 
 @dataclass

@@ -10,7 +10,15 @@ import pytest
 
 from dlt_sources.postgres_cdc.changes import ChangeLog, TableChanges
 from dlt_sources.postgres_cdc.columns import decode_tuples
-from dlt_sources.postgres_cdc.pgoutput import UNCHANGED, Column, PgOutputError, Value
+from dlt_sources.postgres_cdc.pgoutput import (
+    UNCHANGED,
+    Column,
+    Insert,
+    PgOutputError,
+    Update,
+    Value,
+    decode,
+)
 from tests.unit.test_cdc_pgoutput import tuple_data
 
 INT8, TEXT, NUMERIC, BOOL = 20, 25, 1700, 16
@@ -38,25 +46,37 @@ def delete(old: list[Value], old_is_row: bool = False) -> bytes:
     return b"D" + RELATION + (b"O" if old_is_row else b"K") + tuple_data(*old)
 
 
-def collected(table: ChangeLog | TableChanges) -> list[tuple[list[str], list[dict], object]]:
-    """Rows per column layout (the change log may split one layout into several tables)."""
-    out: list[tuple[list[str], list[dict], object]] = []
+def collected(table: ChangeLog | TableChanges, primary_key: tuple[str, ...]) -> dict:
+    """Per (layout, key): the row written, the cells the warehouse must fill and the key to
+    look them up by. Independent of how the rows are split into tables and ordered."""
+    out: dict = {}
     for columns, data, unresolved in table.tables():
-        names = [column.name for column in columns]
-        if out and out[-1][0] == names and unresolved is None and out[-1][2] is None:
-            out[-1][1].extend(data.to_pylist())
-        else:
-            out.append((names, data.to_pylist(), unresolved and (unresolved.keys, unresolved.masks)))
+        names = tuple(column.name for column in columns)
+        for position, row in enumerate(data.to_pylist()):
+            key = (names, tuple(row[name] for name in primary_key))
+            assert key not in out, f"key {key} written twice"
+            fill = set()
+            lookup = None
+            if unresolved is not None:
+                fill = {name for name, mask in unresolved.masks.items() if mask[position]}
+                lookup = unresolved.keys.get(position)
+            out[key] = (row, fill, lookup)
     return out
 
 
-def replayed_by_hand(messages: list[tuple[tuple[Column, ...], bytes]], primary_key, hard: bool) -> list:
+def replayed_by_hand(messages: list[tuple[tuple[Column, ...], bytes]], primary_key, hard: bool) -> dict:
     """The reference: every message decoded and applied through TableChanges."""
-    log = ChangeLog("public", "t", primary_key, hard)
-    for columns, payload in messages:
-        log.use_columns(columns)
-        log.add(payload, 0)
-    return collected(log._replayed())
+    table = TableChanges("public", "t", primary_key, hard)
+    for lsn, (columns, payload) in enumerate(messages):
+        table.use_columns(columns)
+        change = decode(payload)
+        if isinstance(change, Insert):
+            table.upsert(change.new, lsn)
+        elif isinstance(change, Update):
+            table.upsert(change.new, lsn, change.old, change.old_is_row)
+        else:
+            table.delete(change.old, lsn, change.old_is_row)
+    return collected(table, primary_key)
 
 
 def random_messages(rng: random.Random, layouts, primary_key, simple: bool) -> list:
@@ -117,7 +137,7 @@ def random_messages(rng: random.Random, layouts, primary_key, simple: bool) -> l
 @pytest.mark.parametrize("simple", [True, False])
 def test_change_log_equals_message_by_message_replay(hard: bool, layouts, simple: bool) -> None:
     primary_key = ("note", "id") if layouts[0] is COMPOSITE else ("id",)
-    fast_paths = 0
+    replayed_rows = columnar_rows = 0
     for seed in range(150):
         rng = random.Random(seed)
         messages = random_messages(rng, layouts, primary_key, simple)
@@ -125,16 +145,11 @@ def test_change_log_equals_message_by_message_replay(hard: bool, layouts, simple
         for lsn, (columns, payload) in enumerate(messages):
             log.use_columns(columns)
             log.add(payload, lsn)
-        fast_paths += log._collapsed() is not None and not log.needs_replay
-        expected = replayed_by_hand(messages, primary_key, hard)
-        for row in (row for _, rows, _ in expected for row in rows):
-            row["_cdc_lsn"] = None
-        got = collected(log)
-        for row in (row for _, rows, _ in got for row in rows):
-            row["_cdc_lsn"] = None
-        assert got == expected, f"seed {seed}"
-    if hard and simple:
-        assert fast_paths > 30  # the columnar path really ran, not only the replay
+        got = collected(log, primary_key)
+        assert got == replayed_by_hand(messages, primary_key, hard), f"seed {seed}"
+        replayed_rows += len(log.replayed_keys)
+        columnar_rows += len(got) - len(log.replayed_keys)
+    assert replayed_rows > 100 and columnar_rows > 100  # both paths really ran
 
 
 def test_change_log_keeps_each_keys_last_lsn_in_arrival_order() -> None:
@@ -145,21 +160,30 @@ def test_change_log_keeps_each_keys_last_lsn_in_arrival_order() -> None:
     log.add(update([b"2", b"c", None, b"t"]), 12)
     log.add(delete([b"1", None, None, None]), 13)
     [(_, data, unresolved)] = list(log.tables())
-    assert unresolved is None and not log.needs_replay
+    assert unresolved is None and not log.replayed_keys
     assert data.to_pylist() == [
         {"id": 2, "note": "c", "amount": None, "flag": True, "_cdc_lsn": 12, "_cdc_deleted": False},
         {"id": 1, "note": None, "amount": None, "flag": None, "_cdc_lsn": 13, "_cdc_deleted": True},
     ]
 
 
-def test_final_image_with_unchanged_value_falls_back_to_the_replay() -> None:
+def test_only_keys_whose_last_image_has_an_unchanged_value_are_replayed() -> None:
     log = ChangeLog("public", "t", ("id",), True)
     log.use_columns(LAYOUT)
     log.add(insert([b"1", b"big", b"1.00", b"t"]), 10)
-    log.add(update([b"1", UNCHANGED, b"2.00", b"f"]), 11)
-    assert log._collapsed() is None
-    [(_, data, _)] = list(log.tables())
-    assert data.column("note").to_pylist() == ["big"]
+    log.add(insert([b"2", b"other", b"1.00", b"t"]), 11)
+    log.add(update([b"1", UNCHANGED, b"2.00", b"f"]), 12)
+    [(_, columnar, _), (_, replayed, unresolved)] = list(log.tables())
+    assert log.replayed_keys == {b"1"} and unresolved is None
+    assert columnar.column("id").to_pylist() == [2]
+    assert replayed.to_pylist()[0] | {"_cdc_lsn": 12} == {
+        "id": 1,
+        "note": "big",
+        "amount": 2,
+        "flag": False,
+        "_cdc_lsn": 12,
+        "_cdc_deleted": False,
+    }
 
 
 def test_decode_tuples_reads_values_nulls_and_unchanged_by_column() -> None:
