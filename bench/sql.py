@@ -133,17 +133,29 @@ def copy_floor(dsn: str) -> tuple[int, float]:
     return rows, seconds
 
 
-def _worker(mode: str, dsn: str, workdir: Path) -> dict[str, Any]:
-    """Run one load in a child process; its JSON result (rows, seconds, steps, peak RSS)."""
+def _server_cpu_s(pgdata: Path) -> float:
+    """CPU seconds of the server's ended child processes (its backends), from /proc.
+
+    Read around a load, it shows how much of the 2 cores PostgreSQL itself used."""
+    pid = (pgdata / "postmaster.pid").read_text().split()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime + cstime
+
+
+def _worker(mode: str, dsn: str, workdir: Path, pgdata: Path) -> dict[str, Any]:
+    """Run one load in a child process; its JSON result (rows, seconds, steps, CPU, peak RSS)."""
     command = [sys.executable, "-m", "bench.sql", "worker", mode, str(workdir)]
     env = {**os.environ, f"SOURCES__{SOURCE.upper()}__CREDENTIALS": dsn}
+    server_before = _server_cpu_s(pgdata)
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"sql bench worker {mode!r} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    server_cpu = _server_cpu_s(pgdata) - server_before
     log(
-        f"sql: {mode}: {result['rows']} rows in {result['seconds']:.2f}s "
-        f"({result['steps']}), peak RSS {result['maxrss_mb']:.0f} MB"
+        f"sql: {mode}: {result['rows']} rows in {result['seconds']:.2f}s ({result['steps']}), "
+        f"CPU worker {result['cpu_s']:.1f}s + server {server_cpu:.1f}s, "
+        f"peak RSS {result['maxrss_mb']:.0f} MB"
     )
     return result
 
@@ -162,8 +174,8 @@ def bench_sql(tmp: Path, rows: int) -> dict[str, float]:
 
         copy_rows, copy_s = copy_floor(dsn)
         log(f"sql: COPY floor {copy_rows:,} rows in {copy_s:.2f}s")
-        full = _worker("full", dsn, workdir)
-        empty = _worker("incremental", dsn, workdir)
+        full = _worker("full", dsn, workdir, pg.pgdata)
+        empty = _worker("incremental", dsn, workdir, pg.pgdata)
         changed = max(1, rows // 100)
         _execute(
             dsn,
@@ -173,10 +185,10 @@ def bench_sql(tmp: Path, rows: int) -> dict[str, float]:
                 (changed,),
             ),
         )
-        one_pct = _worker("incremental", dsn, workdir)
+        one_pct = _worker("incremental", dsn, workdir, pg.pgdata)
         if one_pct["rows"] != changed:
             log(f"sql: WARNING the 1% run loaded {one_pct['rows']} rows, {changed} were updated")
-        defaults = _worker("dlt_defaults", dsn, workdir)
+        defaults = _worker("dlt_defaults", dsn, workdir, pg.pgdata)
 
     if full["rows"] != copy_rows:
         log(f"sql: WARNING our load wrote {full['rows']} rows, COPY read {copy_rows}")
@@ -230,11 +242,15 @@ def _run_worker(mode: str, workdir: Path) -> dict[str, Any]:
         for step in pipeline.last_trace.steps
         if step.finished_at is not None
     )
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "rows": sum(n for table, n in counts.items() if not table.startswith("_dlt")),
         "seconds": seconds,
         "steps": steps,
-        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # user + system seconds of every thread (readers, parquet writer, DuckDB), imports
+        # included: against `seconds` it shows how busy the 2 cores were
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "maxrss_mb": usage.ru_maxrss / 1024,
     }
 
 
