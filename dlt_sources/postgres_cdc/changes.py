@@ -122,12 +122,14 @@ class ChangeLog:
         self.replayed_keys: set[Any] = set()  # keys applied message by message
         self.replay_all = False  # a key not readable as text values (never seen in practice)
         self._key_positions: tuple[int, ...] = ()
+        self._key_is_first = False
 
     def use_columns(self, columns: tuple[Column, ...]) -> None:
         """Columns of the next changes (from a Relation message)."""
         if self.layouts and self.layouts[-1][1] == columns:
             return
         self._key_positions = key_positions(self.name, self.primary_key, columns)
+        self._key_is_first = self._key_positions == (0,)
         self.layouts.append((len(self.payloads), columns))
 
     def add(self, payload: bytes, lsn: int) -> None:
@@ -136,22 +138,17 @@ class ChangeLog:
         self.lsns.append(lsn)
         kind = payload[5]
         if kind == NEW_TUPLE or (kind == KEY_TUPLE and payload[0] == DELETE_TAG and self.hard_deletes):
-            key = self._key(payload)
+            if self._key_is_first and payload[8] == 116:  # 't'
+                # The usual layout, a key in the first column, inlined: no walk over the tuple.
+                key = payload[13 : 13 + int.from_bytes(payload[9:13])]
+            else:
+                key = self._key_of(decode_tuple(payload, TUPLE_OFFSET)[0])
         else:
             key = self._key_needing_history(payload)
         if key is None:
             self.replay_all = True
         self.keys.append(key)
         self.latest[key] = len(self.payloads) - 1
-
-    def _key(self, payload: bytes) -> Any:
-        """The primary key's text values in the tuple at byte 6; None if one is not a plain value."""
-        if self._key_positions == (0,):
-            # A key in the first column (the usual layout): no walk over the tuple.
-            if payload[8] != 116:  # 't'
-                return None
-            return payload[13 : 13 + int.from_bytes(payload[9:13])]
-        return self._key_of(decode_tuple(payload, TUPLE_OFFSET)[0])
 
     def _key_of(self, values: list[Value]) -> Any:
         key = tuple(values[i] for i in self._key_positions)
