@@ -133,10 +133,26 @@ def copy_floor(dsn: str) -> tuple[int, float]:
     return rows, seconds
 
 
-def _server_cpu_s(pgdata: Path) -> float:
+def _server_cpu_s(dsn: str, pgdata: Path) -> float:
     """CPU seconds of the server's ended child processes (its backends), from /proc.
 
-    Read around a load, it shows how much of the 2 cores PostgreSQL itself used."""
+    Read around a load, it shows how much of the 2 cores PostgreSQL itself used. It first
+    waits for the backends of earlier statements (the COPY floor, the 1% update) to exit,
+    so their CPU is not counted against the next load."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    others = (
+        "select count(*) from pg_stat_activity"
+        " where backend_type = 'client backend' and pid <> pg_backend_pid()"
+    )
+    with conn.cursor() as cur:
+        for _ in range(100):
+            cur.execute(others)
+            if cur.fetchone()[0] == 0:
+                break
+            time.sleep(0.05)
+    conn.close()
+    time.sleep(0.2)  # this check's own backend exits and is reaped
     pid = (pgdata / "postmaster.pid").read_text().split()[0]
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime + cstime
@@ -146,12 +162,12 @@ def _worker(mode: str, dsn: str, workdir: Path, pgdata: Path) -> dict[str, Any]:
     """Run one load in a child process; its JSON result (rows, seconds, steps, CPU, peak RSS)."""
     command = [sys.executable, "-m", "bench.sql", "worker", mode, str(workdir)]
     env = {**os.environ, f"SOURCES__{SOURCE.upper()}__CREDENTIALS": dsn}
-    server_before = _server_cpu_s(pgdata)
+    server_before = _server_cpu_s(dsn, pgdata)
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"sql bench worker {mode!r} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    server_cpu = _server_cpu_s(pgdata) - server_before
+    server_cpu = _server_cpu_s(dsn, pgdata) - server_before
     log(
         f"sql: {mode}: {result['rows']} rows in {result['seconds']:.2f}s ({result['steps']}), "
         f"CPU worker {result['cpu_s']:.1f}s + server {server_cpu:.1f}s, "
