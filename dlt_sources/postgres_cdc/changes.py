@@ -35,6 +35,7 @@ from dlt_sources.postgres_cdc.pgoutput import (
     Column,
     Delete,
     Insert,
+    PgOutputError,
     Update,
     Value,
     decode,
@@ -203,7 +204,10 @@ class ChangeLog:
         """These messages' new images; those with an unchanged TOASTed value are left out and
         their keys marked for the replay."""
         pick = itemgetter(*rows) if len(rows) > 1 else lambda values: (values[rows[0]],)
-        decoded = decode_tuples(pick(self.payloads), TUPLE_OFFSET, len(columns))
+        try:
+            decoded = decode_tuples(pick(self.payloads), TUPLE_OFFSET, len(columns))
+        except PgOutputError as exc:
+            raise PgOutputError(f"table {self.schema}.{self.name}: {exc}") from None
         arrays = [
             to_arrow(column.values, spec.type_oid, spec.type_modifier)
             for column, spec in zip(decoded.columns, columns, strict=True)

@@ -50,11 +50,13 @@ def collected(table: ChangeLog | TableChanges, primary_key: tuple[str, ...]) -> 
     """Per (layout, key): the row written, the cells the warehouse must fill and the key to
     look them up by. Independent of how the rows are split into tables and ordered."""
     out: dict = {}
+    written: set[tuple] = set()
     for columns, data, unresolved in table.tables():
         names = tuple(column.name for column in columns)
         for position, row in enumerate(data.to_pylist()):
             key = (names, tuple(row[name] for name in primary_key))
-            assert key not in out, f"key {key} written twice"
+            assert key[1] not in written, f"key {key[1]} written twice"
+            written.add(key[1])
             fill = set()
             lookup = None
             if unresolved is not None:
@@ -203,3 +205,11 @@ def test_decode_tuples_refuses_a_malformed_tuple() -> None:
     broken = insert([b"1", b"a"]).replace(b"t\x00\x00\x00\x01a", b"x\x00\x00\x00\x01a")
     with pytest.raises(PgOutputError, match="unknown tuple value kind 'x'"):
         decode_tuples([broken], 6, 2)
+
+
+def test_a_tuple_that_does_not_match_its_relation_names_the_table() -> None:
+    log = ChangeLog("public", "t", ("id",), True)
+    log.use_columns(LAYOUT)
+    log.add(insert([b"1", b"a"]), 10)
+    with pytest.raises(PgOutputError, match=r"table public\.t: tuple of 2 columns where the relation has 4"):
+        list(log.tables())
