@@ -11,7 +11,7 @@ rows whose previous image is in the warehouse are left for a lookup there
 Two implementations of those rules: ``ChangeLog`` (what a run uses) keeps the raw
 messages and, in the common case, decodes only each key's last one, column by column;
 ``TableChanges`` decodes every message and applies the fill rules, and ``ChangeLog``
-replays a run through it when a fill is needed.
+replays through it the messages of the keys that need a fill.
 
 A new Relation message with other columns (ADD/DROP COLUMN) starts a new segment:
 each segment becomes its own Arrow table with that segment's columns.
@@ -170,8 +170,8 @@ class ChangeLog:
         return keys[0]
 
     def tables(self) -> Iterator[tuple[tuple[Column, ...], pa.Table, UnresolvedRows | None]]:
-        """Per column layout: its columns, an Arrow table of each key's last image, and what
-        the warehouse must fill."""
+        """Each key's last image, as Arrow tables (one or more per column layout) with their
+        columns and what the warehouse must fill."""
         if self.replay_all:
             yield from self._replayed(lambda key: True).tables()
             return
