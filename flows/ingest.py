@@ -26,6 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dlt_sources.common.http import ApiError
+from dlt_sources.common.packages import discard_committed_extracts
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.github import github_source
 from dlt_sources.rest import declared_sources
@@ -102,6 +103,7 @@ def run_source(source: str, settings: Settings) -> IngestResult:
         raise SourceError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
     started = time.perf_counter()
     pipeline = pipeline_for(source, settings)
+    discard_committed_extracts(pipeline)  # a worker killed mid-normalize must not block the next run
     try:
         load_info = pipeline.run(SOURCES[source](), loader_file_format=LOADER_FILE_FORMAT)
     except ConfigFieldMissingException as exc:

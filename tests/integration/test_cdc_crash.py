@@ -96,6 +96,7 @@ def _worker(db_path: str, pipelines_dir: str) -> None:
     (as ``pipeline.run`` does), so the slot is only ever acknowledged up to the warehouse."""
     import dlt
 
+    from dlt_sources.common.packages import discard_committed_extracts
     from dlt_sources.postgres_cdc import after_load
     from flows.config import apply_runtime_environment
 
@@ -110,6 +111,7 @@ def _worker(db_path: str, pipelines_dir: str) -> None:
         dataset_name=DATASET,
         pipelines_dir=pipelines_dir,
     )
+    discard_committed_extracts(pipeline)  # as run_source does
     if pipeline.has_pending_data:
         pipeline.normalize()
         pipeline.load()
