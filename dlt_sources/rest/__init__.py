@@ -22,7 +22,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from dlt.extract.source import DltSource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings, records_to_arrow
 from dlt_sources.common.background import read_ahead
+from dlt_sources.common.declared import declared_in
 from dlt_sources.common.http import ApiClient, SourceSettings
 from dlt_sources.common.schema_policy import enforce
 
@@ -69,16 +69,7 @@ def declared_sources(directory: Path | None = None) -> dict[str, Callable[[], Dl
 
     Secrets are resolved only when a factory is called, so listing sources needs none.
     """
-    folder = directory or sources_dir()
-    if not folder.is_dir():
-        raise RestConfigError(f"{SOURCES_DIR_ENV}={folder} is not a folder")
-    found: dict[str, Callable[[], DltSource]] = {}
-    for path in sorted(folder.glob("*.yml")) + sorted(folder.glob("*.yaml")):
-        config = load_file(path)
-        if config.name in found:
-            raise RestConfigError(f"{path}: a source named {config.name!r} is declared twice")
-        found[config.name] = partial(rest_source, config)
-    return found
+    return declared_in(directory or sources_dir(), SOURCES_DIR_ENV, load_file, rest_source, RestConfigError)
 
 
 def _setting_of(value: Any) -> str | None:

@@ -30,13 +30,15 @@ from dlt.common.time import ensure_pendulum_date, ensure_pendulum_datetime
 from dlt.extract.source import DltSource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
+from dlt_sources.common.background import read_ahead
+from dlt_sources.common.declared import declared_in
 from dlt_sources.errors import SourceError
 from dlt_sources.rest.config import PLACEHOLDER_RE, resolve_placeholders
 
 from .columns import ColumnPlan, Conformer, plan_columns
 from .config import DatabaseConfig, SqlConfigError, TableConfig, load_file
 from .cursor import MARK_STATE_KEY, CursorMark, MarkTracker, split_range
-from .reader import MYSQL_DIALECTS, Database, connect, merged
+from .reader import MYSQL_DIALECTS, PREFETCH_BATCHES, Database, connect
 
 __all__ = [
     "SqlConfigError",
@@ -61,16 +63,9 @@ def declared_databases(directory: Path | None = None) -> dict[str, Callable[[], 
 
     Credentials are resolved and the database contacted only when a factory is called.
     """
-    folder = directory or sources_dir()
-    if not folder.is_dir():
-        raise SqlConfigError(f"{SOURCES_DIR_ENV}={folder} is not a folder")
-    found: dict[str, Callable[[], DltSource]] = {}
-    for path in sorted(folder.glob("*.yml")) + sorted(folder.glob("*.yaml")):
-        config = load_file(path)
-        if config.name in found:
-            raise SqlConfigError(f"{path}: a source named {config.name!r} is declared twice")
-        found[config.name] = partial(sql_database_source, config)
-    return found
+    return declared_in(
+        directory or sources_dir(), SOURCES_DIR_ENV, load_file, sql_database_source, SqlConfigError
+    )
 
 
 @dataclass(frozen=True)
@@ -314,7 +309,7 @@ def _read(
         return (conform(batch) for batch in database.stream(query) if batch.num_rows)
 
     if partitions <= 1:
-        yield from merged([partial(stream, table.select(*conditions))])
+        yield from read_ahead([partial(stream, table.select(*conditions))], PREFETCH_BATCHES, "sql-reader")
         return
     bounded = list(conditions)
     if spec.cursor:
@@ -331,7 +326,7 @@ def _read(
         return
     ranges = split_range(int(low), int(high), partitions)
     queries = [table.select(*bounded, key.between(first, last)) for first, last in ranges]
-    yield from merged([partial(stream, query) for query in queries])
+    yield from read_ahead([partial(stream, query) for query in queries], PREFETCH_BATCHES, "sql-reader")
 
 
 def _mark_holds(database: Database, table: _Table, start: Any, mark: CursorMark) -> bool:

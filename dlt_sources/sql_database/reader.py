@@ -10,9 +10,7 @@ release the GIL while they read) while the caller hands earlier batches to dlt.
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,50 +122,3 @@ def connect(source: str, setting: str, credentials: str, configured_backend: str
         ) from None
     backend = backend_for(engine.dialect.name, configured_backend)
     return Database(source, setting, url, engine, backend)
-
-
-def merged(streams: list[Callable[[], Iterator[pa.RecordBatch]]]) -> Iterator[pa.RecordBatch]:
-    """Batches of all ``streams``, each read in its own thread, in arrival order.
-
-    Errors surface in the caller; closing the iterator early stops the readers at
-    their next batch.
-    """
-    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=PREFETCH_BATCHES * len(streams))
-    stop = threading.Event()
-
-    def put(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                box.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read(stream: Callable[[], Iterator[pa.RecordBatch]]) -> None:
-        try:
-            for batch in stream():
-                if not put("batch", batch):
-                    return
-        except BaseException as exc:
-            put("error", exc)
-        else:
-            put("done", None)
-
-    readers = [threading.Thread(target=read, args=(s,), name="sql-reader", daemon=True) for s in streams]
-    for reader in readers:
-        reader.start()
-    running = len(readers)
-    try:
-        while running:
-            kind, value = box.get()
-            if kind == "batch":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                running -= 1
-    finally:
-        stop.set()
-        for reader in readers:
-            reader.join(timeout=60)
