@@ -7,14 +7,33 @@ name, resolving secrets only when the factory is called.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
+
 
 class _Named(Protocol):
     name: str
+
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def read_declaration(path: Path, error: type[Exception]) -> Any:
+    """The parsed YAML of one declaration file, whose name is the source name."""
+    if not NAME_RE.match(path.stem):
+        raise error(
+            f"{path}: the file name is the source name and the dataset suffix (raw_<name>); "
+            "use lower-case letters, digits and underscores, starting with a letter"
+        )
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from None
 
 
 def declared_in(

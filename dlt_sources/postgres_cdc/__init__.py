@@ -25,7 +25,6 @@ from typing import Any
 
 import dlt
 import psycopg2
-import psycopg2.extras
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
@@ -33,13 +32,13 @@ from dlt.extract.resource import DltResource
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
 from dlt_sources.errors import SourceError
 from dlt_sources.postgres_cdc import catalog
-from dlt_sources.postgres_cdc.arrow_types import SESSION_OPTIONS, arrow_type, dlt_column_hints
+from dlt_sources.postgres_cdc.arrow_types import arrow_type, dlt_column_hints
 from dlt_sources.postgres_cdc.catalog import SlotInfo, SlotLost, TableInfo
 from dlt_sources.postgres_cdc.changes import DELETED_COLUMN, LSN_COLUMN, ChangeLog, UnresolvedRows
 from dlt_sources.postgres_cdc.pgoutput import Column, format_lsn
 from dlt_sources.postgres_cdc.settings import CdcSettings, resolve_settings
 from dlt_sources.postgres_cdc.snapshot import create_slot, open_snapshot, read_table
-from dlt_sources.postgres_cdc.stream import remediation, stream_changes
+from dlt_sources.postgres_cdc.stream import remediation, replication_connection, stream_changes
 
 __all__ = ["CdcReport", "CdcSettings", "SlotLost", "after_load", "replication_resource", "resolve_settings"]
 
@@ -143,7 +142,7 @@ def _snapshot(
 ) -> Iterator[Any]:
     """(Re)create the slot and load every table as of its starting point, replacing the warehouse's."""
     catalog.drop_slot(conn, source, settings.slot_name)
-    replication = _replication_connection(settings.dsn, source)
+    replication = replication_connection(settings.dsn, source)
     try:
         consistent_point, snapshot_name = create_slot(replication, source, settings.slot_name)
         reader = catalog.connect(settings.dsn, source)
@@ -183,21 +182,6 @@ def _snapshot(
     state.clear()
     state["lsn"] = consistent_point
     _LAST_RUN[source] = RunLog(snapshot=True)
-
-
-def _replication_connection(dsn: str, source: str) -> Any:
-    try:
-        return psycopg2.connect(
-            dsn,
-            connection_factory=psycopg2.extras.LogicalReplicationConnection,
-            options=SESSION_OPTIONS,
-            connect_timeout=10,
-        )
-    except psycopg2.OperationalError as exc:
-        raise SourceError(
-            f"source {source}: cannot open a replication connection to {catalog.safe_dsn(dsn)}; the role "
-            f"needs LOGIN REPLICATION: {(str(exc).strip().splitlines() or ['?'])[0]}"
-        ) from None
 
 
 def _empty_schema(table: TableInfo, names: list[str]) -> pa.Schema:

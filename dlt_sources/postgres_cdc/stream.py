@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import select
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -60,19 +61,10 @@ def replication_error(source: str, slot: str, exc: psycopg2.Error) -> SourceErro
     return SourceError(f"source {source}: replication failed ({message})")
 
 
-def stream_changes(
-    dsn: str,
-    source: str,
-    slot: str,
-    publication: str,
-    start_lsn: int,
-    target_lsn: int,
-    tables: dict[str, ChangeLog],
-    max_changes: int,
-) -> StreamResult:
-    """Collect changes committed after ``start_lsn`` up to ``target_lsn`` into ``tables`` (by name)."""
+def replication_connection(dsn: str, source: str) -> Any:
+    """A replication connection (snapshot export and streaming); unreachable is transient."""
     try:
-        conn = psycopg2.connect(
+        return psycopg2.connect(
             dsn,
             connection_factory=psycopg2.extras.LogicalReplicationConnection,
             options=SESSION_OPTIONS,
@@ -84,6 +76,20 @@ def stream_changes(
             f"(setting sources.{source}.credentials; the role needs the REPLICATION attribute): "
             f"{(str(exc).strip().splitlines() or ['?'])[0]}"
         ) from None
+
+
+def stream_changes(
+    dsn: str,
+    source: str,
+    slot: str,
+    publication: str,
+    start_lsn: int,
+    target_lsn: int,
+    tables: dict[str, ChangeLog],
+    max_changes: int,
+) -> StreamResult:
+    """Collect changes committed after ``start_lsn`` up to ``target_lsn`` into ``tables`` (by name)."""
+    conn = replication_connection(dsn, source)
     try:
         cursor = conn.cursor()
         cursor.start_replication(

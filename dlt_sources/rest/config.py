@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from dlt_sources.common.declared import NAME_RE, read_declaration
 from dlt_sources.common.schema_policy import POLICIES
 from dlt_sources.errors import SourceError
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 PLACEHOLDER_RE = re.compile(r"\{\{\s*(secrets|config)\.([A-Za-z0-9_.]+)\s*\}\}")
 
 TOP_KEYS = frozenset({"client", "resource_defaults", "resources", "schema_policy"})
@@ -101,17 +99,7 @@ class RestSourceConfig:
 
 def load_file(path: Path) -> RestSourceConfig:
     """Parse and validate one YAML file; raises :class:`RestConfigError`."""
-    name = path.stem
-    if not NAME_RE.match(name):
-        raise RestConfigError(
-            f"{path}: the file name is the source name and the dataset suffix (raw_<name>); "
-            "use lower-case letters, digits and underscores, starting with a letter"
-        )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RestConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse(raw, path)
+    return parse(read_declaration(path, RestConfigError), path)
 
 
 def parse(raw: Any, path: Path) -> RestSourceConfig:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from dlt_sources.common.declared import read_declaration
 from dlt_sources.errors import SourceError
-from dlt_sources.rest.config import NAME_RE, PLACEHOLDER_RE
+from dlt_sources.rest.config import PLACEHOLDER_RE
 
 TOP_KEYS = frozenset({"credentials", "schema", "backend", "tables"})
 TABLE_KEYS = frozenset(
@@ -86,16 +85,7 @@ class DatabaseConfig:
 
 def load_file(path: Path) -> DatabaseConfig:
     """Parse and validate one YAML file; raises :class:`SqlConfigError`."""
-    if not NAME_RE.match(path.stem):
-        raise SqlConfigError(
-            f"{path}: the file name is the source name and the dataset suffix (raw_<name>); "
-            "use lower-case letters, digits and underscores, starting with a letter"
-        )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SqlConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse(raw, path)
+    return parse(read_declaration(path, SqlConfigError), path)
 
 
 def parse(raw: Any, path: Path) -> DatabaseConfig:
