@@ -113,6 +113,24 @@ insert into raw_stripe.refunds values
     ('re_3', 'refund', 500, 'ch_103b', 'usd', 1707800100, 'failed', null, '1700000000.2', 'r3');
 
 -- Arrow loads: _dlt_load_id only
+create table raw_stripe.events (
+    id varchar, object varchar, type varchar, created bigint, api_version varchar, livemode boolean,
+    object_id varchar, object_type varchar, data json, _dlt_load_id varchar
+);
+insert into raw_stripe.events values
+    ('evt_1', 'event', 'charge.refunded', 1709560800, '2024-06-20', false, 'ch_102', 'charge',
+      '{"object": {"id": "ch_102"}}', '1700000000.2');
+
+create schema raw_example_tickets;
+create table raw_example_tickets.tickets (
+    id bigint, subject varchar, status varchar, priority varchar, requester json, tags json,
+    comments_count bigint, created_at timestamptz, updated_at timestamptz, description varchar,
+    _dlt_load_id varchar
+);
+insert into raw_example_tickets.tickets values
+    (7, 'Refund?', 'Open', 'HIGH', '{"id": 42, "email": "ada@example.com"}', '["billing"]', 1,
+      '2024-03-01 10:00:00+00', '2024-03-02 10:00:00+00', 'Where is my refund?', '1700000000.3');
+
 create table raw_stripe.invoices (
     id varchar, object varchar, customer varchar, number varchar, status varchar, currency varchar,
     amount_due bigint, amount_paid bigint, amount_remaining bigint, total bigint, created bigint,
@@ -240,6 +258,11 @@ def test_dbt_build_produces_expected_marts(warehouse: Path, dbt_workspace: Path)
         CHECKS_DIR / "datasources" / "duckdb.yml",
     )
     assert all(result.passed for result in results), [r.failure_message() for r in results]
+
+    (ticket,) = _rows(warehouse, "select * from analytics_staging.stg_example_tickets__tickets")
+    assert (ticket["requester_id"], ticket["ticket_status"], ticket["priority"]) == (42, "open", "high")
+    (event,) = _rows(warehouse, "select * from analytics_staging.stg_stripe__events")
+    assert (event["event_type"], event["object_id"]) == ("charge.refunded", "ch_102")
 
     charges = _rows(
         warehouse,
