@@ -241,12 +241,12 @@ def run_dbt_build(
     settings = PrefectDbtSettings(**settings_kwargs)
     run_results_path = settings.project_dir / settings.target_path / "run_results.json"
     command = ["build", *extra_args]
-    if resume_failed and run_results_path.exists() and not load_run_results(run_results_path).success:
+    earlier = load_run_results(run_results_path) if resume_failed and run_results_path.exists() else None
+    previous = None
+    if earlier is not None and not earlier.success:
         # dbt retry reads the failed run's results; it writes a new file with a new invocation id
-        command = ["retry"]
-        previous = load_run_results(run_results_path).invocation_id
+        command, previous = ["retry"], earlier.invocation_id
     else:
-        previous = None
         # A stale file from an earlier run must never be mistaken for this run's results.
         run_results_path.unlink(missing_ok=True)
 
