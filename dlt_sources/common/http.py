@@ -183,6 +183,7 @@ class ApiClient:
         body that is not JSON, which is retried like a transient failure.
         """
         url = self.url_for(path)
+        self.begin_request()
         attempt = 0
         while True:
             problem: str
@@ -249,6 +250,9 @@ class ApiClient:
     def is_rate_limited(self, response: requests.Response) -> bool:
         """A 403 can be a rate limit rather than an auth failure (GitHub does this)."""
         return False
+
+    def begin_request(self) -> None:
+        """Hook run once per ``get``, before its first attempt (e.g. reset a per-request budget)."""
 
     def rate_limit_wait(self, response: requests.Response) -> float | None:
         """Seconds to sit out a rate limit without using up a retry, or None (default).

@@ -206,15 +206,8 @@ class GitHubClient(ApiClient):
         self._request_waits += 1
         return wait
 
-    def get(
-        self,
-        path: str,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        ok_statuses: frozenset[int] = frozenset(),
-    ) -> tuple[requests.Response, Any]:
+    def begin_request(self) -> None:
         self._request_waits = 0  # the wait budget is per request
-        return super().get(path, params, headers, ok_statuses)
 
     def error_text(self, response: requests.Response) -> str:
         """GitHub's ``message`` field, redacted and kept short."""
