@@ -23,8 +23,11 @@ uv:
 install: uv
 	$(UV) sync --frozen --no-dev --compile-bytecode
 
+# the tests need the Snowflake and BigQuery extras (they run against local emulators),
+# and the BigQuery emulator its own environment (tests/emulators/bigquery/pyproject.toml)
 install-dev: uv
-	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen --all-extras --compile-bytecode
+	$(UV) sync --frozen --project tests/emulators/bigquery --compile-bytecode
 
 demo: install
 	$(VENV)/elt demo
