@@ -8,14 +8,16 @@ VENV := .venv/bin
 # sqlfluff's dbt templater compiles the project: an in-memory DuckDB is enough for that
 SQLFLUFF := cd transform && ELT_DBT_TARGET=duckdb ELT_DUCKDB_PATH=:memory: ../$(VENV)/sqlfluff
 
-.PHONY: help uv install install-dev demo run test lint format bench clean
+.PHONY: help uv install install-dev demo run deploy test lint format bench smoke-cloud clean
 
 help:
 	@echo "make demo    install, start the local stand-ins, run the full ELT on DuckDB"
 	@echo "make test    install dev dependencies, lint, run the whole test suite offline"
 	@echo "make run     run the ELT flow against the configured sources and warehouse"
+	@echo "make deploy  register the scheduled deployments with the Prefect API in PREFECT_API_URL"
 	@echo "make lint    ruff check + ruff format --check + sqlfluff lint of the dbt project"
 	@echo "make bench   print the speed figures (name: value)"
+	@echo "make smoke-cloud  the demo on real Snowflake / BigQuery, where credentials are set"
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -35,6 +37,11 @@ demo: install
 run: install
 	$(VENV)/elt run
 
+# work pool, per-source concurrency limits and deployments/prefect.yaml; see README "Running on a schedule"
+# (no `install` first: it would drop the dev tools from a dev .venv; `make install` once)
+deploy:
+	$(VENV)/elt deploy
+
 lint: install-dev
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
@@ -50,6 +57,10 @@ test: lint
 
 bench: install
 	$(VENV)/python -m bench.run
+
+smoke-cloud: uv
+	$(UV) sync --frozen --no-dev --extra snowflake --extra bigquery --compile-bytecode
+	$(VENV)/elt smoke-cloud
 
 clean:
 	rm -rf data .pytest_cache .ruff_cache

@@ -16,8 +16,9 @@ import json
 import logging
 import os
 import re
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,7 +31,8 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from ruamel.yaml import YAML, YAMLError
 
-from flows.config import CHECKS_DIR, PROJECT_DIR
+from flows.config import CHECKS_DIR, PROJECT_DIR, Settings, Warehouse
+from flows.redact import redact, secret_values
 
 # Soda reads this once, when soda_core's API module is first imported, and would
 # otherwise send anonymous usage traces to collect.soda.io (and install a global
@@ -44,8 +46,6 @@ logger = logging.getLogger(__name__)
 # Soda's own substitution syntax, e.g. ${env.ELT_DUCKDB_PATH} or ${var.MARTS_SCHEMA}.
 _ENV_REF = re.compile(r"\$\{ *env\.([a-zA-Z_][a-zA-Z_0-9]*) *\}")
 _YAML_ERRORS: tuple[type[Exception], ...] = (YAMLError, OSError, UnicodeDecodeError)
-# Env vars whose values must never reach a log line or an error message.
-_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
 
 
 class Outcome(StrEnum):
@@ -147,6 +147,123 @@ class ContractResult:
         return f"contract {_display(self.contract)} failed: table {self.dataset}, " + "; ".join(parts)
 
 
+# Contracts spell column types as DuckDB does. Where a warehouse names a type otherwise
+# and Soda's own synonyms for that warehouse do not cover it, the contract's type is
+# translated before Soda compares it (keys: the contract's spelling, lower case).
+WAREHOUSE_DATA_TYPES: dict[Warehouse, dict[str, str]] = {
+    Warehouse.DUCKDB: {},
+    Warehouse.SNOWFLAKE: {
+        "json": "variant",
+        "timestamp with time zone": "timestamp_tz",
+    },
+    Warehouse.BIGQUERY: {
+        "bigint": "int64",
+        "varchar": "string",
+        "double": "float64",
+        "boolean": "bool",
+        "decimal": "numeric",
+        "timestamp with time zone": "timestamp",
+    },
+}
+
+# Column properties a warehouse's Soda dialect cannot read back, dropped before Soda runs.
+# soda-bigquery reports every NUMERIC column as numeric(38,9), whatever it was declared
+# (BigQuery's INFORMATION_SCHEMA.COLUMNS has no precision or scale): "expected
+# numeric(12,2) got numeric(38,9)".
+WAREHOUSE_UNCHECKED_COLUMN_KEYS: dict[Warehouse, tuple[str, ...]] = {
+    Warehouse.BIGQUERY: ("numeric_precision", "numeric_scale"),
+}
+
+
+@dataclass(frozen=True)
+class ContractTarget:
+    """Where a contract, written once for every warehouse, is checked.
+
+    Contracts name their table ``warehouse/<schema>/<table>`` and spell types as DuckDB
+    does, so one file serves DuckDB, Snowflake and BigQuery and a newcomer finds it by the
+    table's name. Before Soda reads it, the catalog the warehouse needs goes in front of
+    the schema (Snowflake database, BigQuery project), literal schema names get the
+    environment's prefix (``dev_alice_raw_shop``), and types are translated.
+    """
+
+    catalog: str | None = None
+    schema_prefix: str = ""
+    data_types: Mapping[str, str] = field(default_factory=dict)
+    # Snowflake stores the names dlt and dbt create in upper case, and Soda quotes every
+    # name as written ("raw_shop"."orders" does not exist there): schema, table and column
+    # names go upper case. (The emulator's DuckDB ignores case in quoted names, but its
+    # INFORMATION_SCHEMA does not: a lower-case contract ends its schema check NOT_EVALUATED.)
+    upper_case_names: bool = False
+    unchecked_column_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ContractTarget:
+        return cls(
+            catalog=settings.catalog,
+            schema_prefix=settings.schema_prefix,
+            data_types=WAREHOUSE_DATA_TYPES[settings.warehouse],
+            upper_case_names=settings.warehouse is Warehouse.SNOWFLAKE,
+            unchecked_column_keys=WAREHOUSE_UNCHECKED_COLUMN_KEYS.get(settings.warehouse, ()),
+        )
+
+    @property
+    def is_identity(self) -> bool:
+        return (
+            self.catalog is None
+            and not self.schema_prefix
+            and not self.data_types
+            and not self.upper_case_names
+            and not self.unchecked_column_keys
+        )
+
+    def render_variables(self, contract_doc: Any, variables: Mapping[str, str]) -> dict[str, str]:
+        """Variables as this warehouse needs them: those naming a schema in ``dataset`` upper-cased."""
+        rendered = dict(variables)
+        if self.upper_case_names and isinstance(contract_doc, dict):
+            for name in re.findall(r"\$\{ *var\.(\w+) *\}", str(contract_doc.get("dataset", ""))):
+                if name in rendered:
+                    rendered[name] = rendered[name].upper()
+        return rendered
+
+    def _name(self, name: str) -> str:
+        return name.upper() if self.upper_case_names and not name.startswith("${") else name
+
+    def render(self, contract_doc: dict[str, Any]) -> dict[str, Any]:
+        """The contract as this warehouse and environment need it (the input is not changed)."""
+        rendered = dict(contract_doc)
+        datasource, *prefixes, table = str(contract_doc["dataset"]).split("/")
+        # a schema given by a variable (${var.MARTS_SCHEMA}) is the flow's, already prefixed
+        schemas = [part if part.startswith("${") else self.schema_prefix + part for part in prefixes]
+        catalog = [self.catalog] if self.catalog else []
+        rendered["dataset"] = "/".join([datasource, *catalog, *map(self._name, schemas), self._name(table)])
+        if "columns" in contract_doc:
+            rendered["columns"] = [self._render_column(column) for column in contract_doc["columns"]]
+        if self.upper_case_names and "checks" in contract_doc:
+            rendered["checks"] = [self._render_check(check) for check in contract_doc["checks"] or []]
+        return rendered
+
+    def _render_column(self, column: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(column.get("name"), str):
+            column = column | {"name": self._name(column["name"])}
+        if self.unchecked_column_keys:
+            column = {key: value for key, value in column.items() if key not in self.unchecked_column_keys}
+        data_type = column.get("data_type")
+        if not isinstance(data_type, str) or data_type.lower() not in self.data_types:
+            return column
+        return column | {"data_type": self.data_types[data_type.lower()]}
+
+    def _render_check(self, check: Any) -> Any:
+        """A dataset check naming a column (freshness's ``column:``) names it as the warehouse does."""
+        if not isinstance(check, dict):
+            return check
+        return {
+            kind: (body | {"column": self._name(body["column"])})
+            if isinstance(body, dict) and isinstance(body.get("column"), str)
+            else body
+            for kind, body in check.items()
+        }
+
+
 class ContractsFailed(Exception):
     """Raised by ``run_contracts`` after all contracts of a layer ran and any failed."""
 
@@ -156,9 +273,15 @@ class ContractsFailed(Exception):
 
 
 def verify_contract(
-    contract: Path, datasource: Path, variables: dict[str, str] | None = None
+    contract: Path,
+    datasource: Path,
+    variables: dict[str, str] | None = None,
+    target: ContractTarget | None = None,
 ) -> ContractResult:
-    """Verify one contract with Soda's Python API; never raises for a bad contract or warehouse."""
+    """Verify one contract with Soda's Python API; never raises for a bad contract or warehouse.
+
+    ``target`` (default: DuckDB, production names) renders the contract for the warehouse.
+    """
     contract = Path(contract)
     datasource = Path(datasource)
     started = time.perf_counter()
@@ -188,7 +311,7 @@ def verify_contract(
         return failed(
             f"data source {datasource} needs environment variable(s) {', '.join(missing_env)}, not set"
         )
-    secrets = [os.environ[name] for name in env_names if _SECRET_NAME.search(name) and os.environ[name]]
+    secrets = secret_values(sorted(env_names))
 
     try:
         contract_doc = _load_yaml(contract)
@@ -203,25 +326,30 @@ def verify_contract(
         return failed("contract does not match Soda's contract schema: " + "; ".join(schema_errors))
 
     try:
-        with _soda_logging(secrets):
+        with _soda_logging(secrets), _rendered(contract, contract_doc, target) as contract_file:
             from soda_core.contracts.api.verify_api import verify_contract_locally
 
             session = verify_contract_locally(
                 data_source_file_path=str(datasource),
-                contract_file_path=str(contract),
-                variables=dict(variables or {}),
+                contract_file_path=str(contract_file),
+                variables=target.render_variables(contract_doc, variables or {})
+                if target is not None
+                else dict(variables or {}),
             )
     except Exception as exc:
-        return failed(_mask(f"{type(exc).__name__}: {exc}", secrets))
+        return failed(redact(f"{type(exc).__name__}: {exc}", secrets))
 
     return _to_contract_result(contract, dataset, session, secrets, time.perf_counter() - started)
 
 
 def verify_contracts(
-    paths: list[Path], datasource: Path, variables: dict[str, str] | None = None
+    paths: list[Path],
+    datasource: Path,
+    variables: dict[str, str] | None = None,
+    target: ContractTarget | None = None,
 ) -> list[ContractResult]:
     """Verify every contract, in order, without stopping at the first failure."""
-    return [verify_contract(path, datasource, variables) for path in paths]
+    return [verify_contract(path, datasource, variables, target) for path in paths]
 
 
 def contract_paths(
@@ -248,6 +376,7 @@ def run_contracts(
     variables: dict[str, str] | None = None,
     checks_dir: Path = CHECKS_DIR,
     sources: Sequence[str] | None = None,
+    target: ContractTarget | None = None,
 ) -> list[ContractResult]:
     """Gate a layer: verify all of its contracts, log each, raise ContractsFailed if any failed."""
     log = _task_logger()
@@ -256,7 +385,7 @@ def run_contracts(
         # An empty gate would pass everything; a missing checks dir is a deployment bug.
         raise ContractsFailed(f"no contracts found for layer {layer!r} under {Path(checks_dir) / layer}")
 
-    results = verify_contracts(paths, datasource, variables)
+    results = verify_contracts(paths, datasource, variables, target)
     for result in results:
         (log.info if result.passed else log.error)(result.summary())
 
@@ -277,7 +406,7 @@ def _to_contract_result(
     contract: Path, dataset: str, session: Any, secrets: list[str], duration_s: float
 ) -> ContractResult:
     """Turn Soda's session result into our fail-closed ContractResult."""
-    errors = [_mask(message, secrets) for message in session.get_errors()]
+    errors = [redact(message, secrets) for message in session.get_errors()]
     results = session.contract_verification_results
     if len(results) != 1:
         error = "; ".join(errors) or f"Soda returned {len(results)} results for one contract"
@@ -304,6 +433,21 @@ def _to_contract_result(
         qualified_name=collection.soda_qualified_dataset_name,
         duration_s=duration_s,
     )
+
+
+@contextmanager
+def _rendered(contract: Path, contract_doc: Any, target: ContractTarget | None) -> Iterator[Path]:
+    """The contract file Soda reads: the file itself, or its rendering for the target."""
+    if target is None or target.is_identity:
+        yield contract
+        return
+    with tempfile.TemporaryDirectory(prefix="elt-contract-") as folder:
+        rendered = Path(folder) / contract.name
+        yaml = YAML(typ="safe", pure=True)
+        yaml.default_flow_style = False
+        with rendered.open("w") as handle:
+            yaml.dump(target.render(contract_doc), handle)
+        yield rendered
 
 
 def _table_name(qualified: str | None) -> str | None:
@@ -410,11 +554,11 @@ class _MaskSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = _mask(message, self.secrets)
+        masked = redact(message, self.secrets)
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and self.secrets:
-            record.exc_text = _mask(logging.Formatter().formatException(record.exc_info), self.secrets)
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.secrets)
         return True
 
 
@@ -437,12 +581,6 @@ def _soda_logging(secrets: list[str]) -> Iterator[None]:
     finally:
         soda_logger.removeFilter(mask)
         soda_logger.setLevel(previous_level)
-
-
-def _mask(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
 
 
 def _display(path: Path) -> str:

@@ -7,9 +7,12 @@ line naming the setting or source (never a secret), with exit code 1.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import sys
 import time
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -79,9 +82,14 @@ def run(sources: SourceOption = None, warehouse: WarehouseOption = None) -> None
 @app.command()
 def demo(
     orders: Annotated[int, typer.Option(help="Orders in the generated shop database.")] = 100_000,
+    warehouse: WarehouseOption = None,
 ) -> None:
-    """Start the local stand-ins (PostgreSQL shop, Stripe API), run the ELT on DuckDB, stop them."""
+    """Start the local stand-ins (PostgreSQL shop, Stripe API), run the ELT on DuckDB (or --warehouse)."""
     apply_runtime_environment()
+    try:
+        chosen = Warehouse.parse(warehouse or Warehouse.DUCKDB.value)
+    except ConfigError as exc:
+        _fail(str(exc))
     from flows.demo import demo_sources, environment
 
     state = data_dir() / "demo"
@@ -91,8 +99,105 @@ def demo(
             f"shop PostgreSQL on 127.0.0.1:{sources.postgres.port}, Stripe stand-in on {sources.stripe_url}, "
             f"tickets API on {sources.tickets_url}"
         )
-        with environment(sources.environment() | {"ELT_WAREHOUSE": Warehouse.DUCKDB.value}):
-            _run_flow(None, Warehouse.DUCKDB.value)
+        with environment(sources.environment() | {"ELT_WAREHOUSE": chosen.value}):
+            _run_flow(None, chosen.value)
+
+
+@app.command("smoke-cloud")
+def smoke_cloud(
+    orders: Annotated[int, typer.Option(help="Orders in the generated shop database.")] = 2_000,
+) -> None:
+    """Run the demo on real Snowflake and BigQuery, each only when its credentials are configured.
+
+    Writes to schemas prefixed ``smoke_`` (or $ELT_SCHEMA_PREFIX), never to production ones.
+    """
+    apply_runtime_environment()
+    os.environ.setdefault("ELT_SCHEMA_PREFIX", "smoke_")
+    ran = []
+    for warehouse in (Warehouse.SNOWFLAKE, Warehouse.BIGQUERY):
+        try:
+            load_settings(warehouse.value)
+        except ConfigError as exc:
+            console.print(f"[yellow]skipped {warehouse.value}[/]: no credentials ({exc})", highlight=False)
+            continue
+        console.print(f"[bold]smoke test on {warehouse.value}[/]")
+        demo(orders=orders, warehouse=warehouse.value)  # exits 1 on failure
+        ran.append(warehouse.value)
+    verdict = f"ran on {', '.join(ran)}" if ran else "SKIPPED, no cloud credentials set"
+    console.print(f"smoke-cloud: {verdict}")
+
+
+@app.command()
+def deploy(
+    pool_limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Runs at once on the elt-process pool, 0 for no limit; "
+            "default: 1 on DuckDB (one writer at a time), no limit otherwise.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Register deployments/prefect.yaml with the Prefect API in PREFECT_API_URL.
+
+    Creates the elt-process work pool and the per-source concurrency limits first.
+    """
+    from flows.deploy import DeployError, default_pool_limit
+    from flows.deploy import deploy as register
+
+    try:
+        limit = default_pool_limit() if pool_limit is None else (pool_limit or None)
+        for line in register(limit):
+            console.print(line, highlight=False, soft_wrap=True)
+    except (DeployError, ConfigError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Per source and table: last successful load, rows, freshness against its SLA, contract, CDC lag."""
+    apply_runtime_environment()
+    from flows.status import collect_status, status_table
+
+    try:
+        statuses = collect_status(warehouse)
+    except (ConfigError, SourceError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps([entry.to_json() for entry in statuses], indent=2))
+    else:
+        console.print(status_table(statuses))
+
+
+@app.command()
+def backfill(
+    source: Annotated[str, typer.Option("--source", "-s", help="A SQL database source.")],
+    start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First day of the window.")],
+    end: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="Day after the window (exclusive).")],
+    chunk: Annotated[str, typer.Option(help="Chunk length, checkpointed one by one: 6h, 1d, 7d.")] = "1d",
+    restart: Annotated[bool, typer.Option(help="Reload chunks an earlier run already finished.")] = False,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Reload a time window of a source in checkpointed chunks (resumable), then rebuild its marts."""
+    apply_runtime_environment()
+    from flows.backfill import backfill as backfill_flow
+    from flows.backfill import plan
+    from flows.elt import EltRunFailed
+
+    try:
+        plan(source, start.date(), end.date(), chunk)  # a typo must not start (and alert) a flow run
+        summary = backfill_flow(source, start.date(), end.date(), chunk, restart, warehouse)
+    except EltRunFailed as exc:
+        _fail(exc.summary.error or "rebuilding the marts failed")
+    except (ConfigError, SourceError) as exc:
+        _fail(str(exc))
+    console.print(
+        f"backfill {summary.backfill_id}: {len(summary.chunks_loaded)} chunks loaded "
+        f"({summary.rows:,} rows), {len(summary.chunks_skipped)} already done"
+    )
 
 
 cdc = typer.Typer(help="Postgres change data capture: publication, slot, lag, re-snapshot.")
@@ -110,15 +215,16 @@ def _cdc_settings(source: str):  # type: ignore[no-untyped-def]
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
     from dlt_sources.postgres_cdc import resolve_settings
-    from flows.ingest import CDC_TABLES, missing_settings_error
+    from flows.ingest import CDC_TABLES, missing_settings_error, use_environment_slots
 
     if source not in CDC_TABLES:
         _fail(f"{source} is not a CDC source; CDC sources: {', '.join(CDC_TABLES)}")
     try:
+        use_environment_slots()
         return resolve_settings(source), CDC_TABLES[source]
     except ConfigFieldMissingException as exc:
         _fail(str(missing_settings_error(source, exc)))
-    except SourceError as exc:
+    except (SourceError, ConfigError) as exc:
         _fail(str(exc))
 
 

@@ -15,15 +15,16 @@ publishes the run report as a Prefect artifact whether the run passed or not.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.checks import ContractsFailed, run_contracts
-from flows.config import flow_retries, load_settings
-from flows.ingest import SOURCES, ingest
+from flows.alerts import alert_failed_run, resolve_failed_run
+from flows.audit import record_contracts
+from flows.checks import ContractsFailed, ContractTarget, run_contracts
+from flows.config import Settings, flow_retries, load_settings
+from flows.ingest import SOURCES, ingest_sources, source_tag
 from flows.pii import ensure_pii_salt
 from flows.report import RunSummary
 from flows.transform import DbtBuildError, DbtInvocationError, run_dbt_build, run_dbt_operation
@@ -37,37 +38,28 @@ class EltRunFailed(Exception):
         self.summary = summary
 
 
-@flow(name="elt", log_prints=True, retries=flow_retries(), retry_delay_seconds=60)
+@flow(
+    name="elt",
+    log_prints=True,
+    retries=flow_retries(),
+    retry_delay_seconds=60,
+    # alerts go out once the retries are used up; a later success sends the resolved message
+    on_failure=[alert_failed_run],
+    on_crashed=[alert_failed_run],
+    on_completion=[resolve_failed_run],
+)
 def elt(sources: Sequence[str] | None = None, warehouse: str | None = None) -> RunSummary:
     """Load the sources, gate them, transform, gate the marts; report in every case."""
     settings = load_settings(warehouse)
     settings.export_tool_environment()
     chosen = list(sources or SOURCES)
     summary = RunSummary(warehouse=settings.warehouse.value)
-    soda_variables = {"MARTS_SCHEMA": f"{settings.dbt_schema}_marts_audit"}
     try:
         with summary.stage("ingest"):
-            load = ingest.with_options(retries=settings.ingest_retries)
-            futures = [load.submit(name, settings) for name in chosen]
-            summary.ingests = [future.result() for future in futures]
+            summary.ingests = ingest_sources(chosen, settings, run_id=run_id())
         with summary.stage("raw contracts"):
-            _gate(summary, "raw", settings.soda_datasource, soda_variables, chosen)
-        with summary.stage("dbt build"):
-            get_run_logger().info("PII salt %s", ensure_pii_salt(settings))
-            try:
-                # a retry of this flow run re-runs only the failed dbt nodes and their children
-                summary.dbt = run_dbt_build(resume_failed=flow_run.run_count > 1)
-            except DbtBuildError as exc:
-                summary.dbt = exc.summary
-                raise
-        with summary.stage("mart contracts"):
-            try:
-                _gate(summary, "marts", settings.soda_datasource, soda_variables)
-            except ContractsFailed as exc:
-                _quarantine(exc)
-                raise
-        with summary.stage("publish"):
-            run_dbt_operation("publish_marts")
+            gate(summary, "raw", settings, chosen)
+        build_and_publish(summary, settings)
     except Exception as exc:
         _publish(summary)
         raise EltRunFailed(summary) from exc
@@ -75,19 +67,56 @@ def elt(sources: Sequence[str] | None = None, warehouse: str | None = None) -> R
     return summary
 
 
-def _gate(
-    summary: RunSummary,
-    layer: str,
-    datasource: Path,
-    variables: dict[str, str],
-    sources: Sequence[str] | None = None,
-) -> None:
-    """Verify a layer's contracts; every verdict goes into the report, then a failure stops the run."""
+def build_and_publish(summary: RunSummary, settings: Settings, dbt_args: Sequence[str] = ()) -> None:
+    """dbt build → mart contracts → publish (write-audit-publish), each a stage of ``summary``.
+
+    ``dbt_args`` narrow the build (a backfill rebuilds what its source feeds); when the
+    selection holds no model there is nothing to check or publish.
+    """
+    with summary.stage("dbt build"):
+        get_run_logger().info("PII salt %s", ensure_pii_salt(settings))
+        try:
+            # a retry of this flow run re-runs only the failed dbt nodes and their children
+            summary.dbt = run_dbt_build(dbt_args, resume_failed=flow_run.run_count > 1)
+        except DbtBuildError as exc:
+            summary.dbt = exc.summary
+            raise
+    if not summary.dbt.nodes:
+        return
+    with summary.stage("mart contracts"):
+        try:
+            gate(summary, "marts", settings)
+        except ContractsFailed as exc:
+            _quarantine(exc)
+            raise
+    with summary.stage("publish"):
+        run_dbt_operation("publish_marts")
+
+
+def run_id() -> str:
+    """This flow run's id, the key of its rows in the audit tables."""
+    return str(flow_run.get_id() or "ad hoc")
+
+
+def gate(summary: RunSummary, layer: str, settings: Settings, sources: Sequence[str] | None = None) -> None:
+    """Verify a layer's contracts; every verdict goes into the report and the audit table,
+    then a failure stops the run. The raw gate of some sources holds their tags (a load of
+    one of them waits for it, flows.ingest.source_tag)."""
+    results = []
     try:
-        summary.contracts += run_contracts(layer, datasource, variables, sources=sources)
+        results = run_contracts.with_options(tags={source_tag(source) for source in sources or ()})(
+            layer,
+            settings.soda_datasource,
+            {"MARTS_SCHEMA": f"{settings.dbt_schema}_marts_audit"},
+            sources=sources,
+            target=ContractTarget.for_settings(settings),
+        )
     except ContractsFailed as exc:
-        summary.contracts += exc.results
+        results = exc.results
         raise
+    finally:
+        summary.contracts += results
+        record_contracts(settings, results, run_id=run_id())
 
 
 def _quarantine(failed: ContractsFailed) -> None:

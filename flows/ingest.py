@@ -9,24 +9,31 @@ everything else (bad settings, rejected credentials) fails at once.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import dlt
 
-# Imported up front, in the main thread: dlt imports pyarrow lazily, and two ingest
-# tasks importing it at once in their threads see a half-initialised module.
+# Imported up front, in the main thread: dlt imports pyarrow (and pandas, where a
+# warehouse extra installs it) lazily, and two ingest tasks importing one at once in
+# their threads see a half-initialised module ("partially initialized module 'pandas'").
 import pyarrow  # noqa: F401
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.destination.exceptions import DestinationTransientException
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
 
 from dlt_sources.common.http import ApiError
-from dlt_sources.common.packages import discard_committed_extracts
+from dlt_sources.common.packages import discard_committed_extracts, forget_state_unknown_to_warehouse
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.github import github_source
 from dlt_sources.rest import declared_sources
@@ -34,7 +41,12 @@ from dlt_sources.shop import shop_after_load, shop_source
 from dlt_sources.shop.settings import TABLES as SHOP_TABLES
 from dlt_sources.sql_database import declared_databases
 from dlt_sources.stripe import stripe_source
-from flows.config import LOADER_FILE_FORMAT, Settings
+from flows.audit import FAILED, LOADED, LoadRecord, now, record
+from flows.config import Settings, cause_chain, schema_prefix, warehouse_error
+from flows.redact import first_line
+
+with contextlib.suppress(ImportError):
+    import pandas  # noqa: F401
 
 # Source name -> factory of the dlt source. The name is also the dataset suffix
 # (raw_<name>), the staging folder in transform/ and the folder in checks/raw/.
@@ -58,7 +70,28 @@ AFTER_LOAD: dict[str, Callable[[dlt.Pipeline], Any]] = {
 CDC_TABLES: dict[str, tuple[str, ...]] = {"shop": SHOP_TABLES}
 
 
+def use_environment_slots() -> None:
+    """Give every environment (``ELT_ENV=dev`` …) its own CDC replication slot.
+
+    A slot belongs to the warehouse dataset it feeds: a developer's first run would
+    otherwise drop and re-create production's slot to take its snapshot, and production's
+    next run would fail with SlotLost. A ``sources.<name>.slot_name`` set anywhere still wins.
+    """
+    prefix = schema_prefix()
+    for source in CDC_TABLES if prefix else ():
+        if dlt.config.get(f"sources.{source}.slot_name") is None:
+            os.environ[f"SOURCES__{source.upper()}__SLOT_NAME"] = f"{prefix}elt_{source}"
+
+
 E = TypeVar("E", bound=BaseException)
+
+# Warehouse errors that pass by themselves: DuckDB's file lock held by another process,
+# lock timeouts and deadlocks, rate limits, a busy or resuming warehouse, a reset connection.
+_WAREHOUSE_BUSY = re.compile(
+    r"could not set lock on file|lock (wait )?time ?out|deadlock|too many requests|rate ?limit"
+    r"|warehouse .*(busy|resuming|overloaded)|temporarily unavailable|connection (reset|aborted)",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -69,6 +102,10 @@ class IngestResult:
     dataset: str
     rows: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # every data table of the source, also those that got no new rows
+    tables: list[str] = field(default_factory=list)
     load_ids: list[str] = field(default_factory=list)
     schema_changes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -79,8 +116,9 @@ class IngestResult:
         return sum(self.rows.values())
 
 
-def dataset_name(source: str) -> str:
-    return f"raw_{source}"
+def dataset_name(source: str, settings: Settings) -> str:
+    """``raw_<source>``, with the environment's prefix (flows/config.py ``schema_prefix``)."""
+    return settings.dataset(f"raw_{source}")
 
 
 def unknown_sources(names: list[str]) -> list[str]:
@@ -92,7 +130,7 @@ def pipeline_for(source: str, settings: Settings) -> dlt.Pipeline:
     return dlt.pipeline(
         pipeline_name=f"elt_{source}",
         destination=settings.dlt_destination(),
-        dataset_name=dataset_name(source),
+        dataset_name=dataset_name(source, settings),
         pipelines_dir=str(settings.pipelines_dir),
     )
 
@@ -101,16 +139,24 @@ def run_source(source: str, settings: Settings) -> IngestResult:
     """Extract, normalize and load one source; no Prefect here so tests can call it."""
     if source not in SOURCES:
         raise SourceError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), now()
+    use_environment_slots()
     pipeline = pipeline_for(source, settings)
     discard_committed_extracts(pipeline)  # a worker killed mid-normalize must not block the next run
     try:
-        load_info = pipeline.run(SOURCES[source](), loader_file_format=LOADER_FILE_FORMAT)
+        if forget_state_unknown_to_warehouse(pipeline):  # the warehouse, not this disk, holds the cursors
+            pipeline = pipeline_for(source, settings)
+        load_info = pipeline.run(SOURCES[source](), loader_file_format=settings.loader_file_format)
     except ConfigFieldMissingException as exc:
         raise missing_settings_error(source, exc) from None
     except PipelineStepFailed as exc:
         # dlt wraps the source's own error; surface it so the message names the source.
-        cause = source_error_in(exc) or contract_error_in(source, exc)
+        cause = source_error_in(exc) or contract_error_in(source, exc) or warehouse_error(settings, exc)
+        if cause is not None:
+            raise cause from exc
+        raise
+    except Exception as exc:  # the warehouse refused the connection before dlt's steps began
+        cause = warehouse_error(settings, exc)
         if cause is not None:
             raise cause from exc
         raise
@@ -124,9 +170,12 @@ def run_source(source: str, settings: Settings) -> IngestResult:
     }
     return IngestResult(
         source=source,
-        dataset=dataset_name(source),
+        dataset=dataset_name(source, settings),
         rows=rows,
         duration_s=time.perf_counter() - started,
+        started_at=started_at,
+        finished_at=now(),
+        tables=sorted(pipeline.default_schema.data_table_names()),
         load_ids=list(load_info.loads_ids),
         schema_changes=_schema_changes(load_info),
         notes=list(after_load.notes) if after_load else [],
@@ -151,14 +200,7 @@ def _schema_changes(load_info: Any) -> list[str]:
 
 def _in_chain(exc: BaseException, kind: type[E]) -> E | None:
     """The first ``kind`` in an exception's chain (dlt wraps errors in ``.exception``)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
-    return None
+    return next((link for link in cause_chain(exc) if isinstance(link, kind)), None)
 
 
 def source_error_in(exc: BaseException) -> SourceError | None:
@@ -189,11 +231,16 @@ def missing_settings_error(source: str, exc: ConfigFieldMissingException) -> Sou
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: the source did not answer, or answered 'try again later'."""
+    """Worth retrying: the source did not answer or said 'try again later', or the warehouse
+    was busy (a lock held by another writer, a rate limit, a dropped connection)."""
     error = source_error_in(exc)
     if isinstance(error, SourceUnreachable):
         return True
-    return isinstance(error, ApiError) and error.transient
+    if error is not None:
+        return isinstance(error, ApiError) and error.transient
+    return _in_chain(exc, DestinationTransientException) is not None or any(
+        _WAREHOUSE_BUSY.search(str(link)) for link in cause_chain(exc)
+    )
 
 
 def _retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -214,5 +261,82 @@ def _retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:
     cache_policy=NO_CACHE,
 )
 def ingest(source: str, settings: Settings) -> IngestResult:
-    """Load one source into ``raw_<source>``; retried only on transient errors."""
+    """Load one source into ``raw_<source>``; retried only on transient errors.
+
+    Callers tag the task run with ``source_tag(source)`` so that loads of a source never overlap.
+    """
     return run_source(source, settings)
+
+
+def ingest_sources(sources: Sequence[str], settings: Settings, run_id: str) -> list[IngestResult]:
+    """Load ``sources`` in parallel, record every load in the audit table, then fail if one failed.
+
+    Each load is an ``ingest`` task: transient errors are retried after 1, 2, 4 … times
+    ``ELT_RETRY_DELAY_SECONDS`` (±50 % jitter), permanent ones fail at once; the source's tag
+    keeps two runs of it from overlapping. Every load finishes before the first failure is
+    raised, so the audit table holds each source's outcome.
+    """
+    load = ingest.with_options(
+        retries=settings.ingest_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_delay_s),
+    )
+    started_at = now()
+    futures = {
+        source: load.with_options(tags={source_tag(source)}).submit(source, settings) for source in sources
+    }
+    results: list[IngestResult] = []
+    failures: list[BaseException] = []
+    records: list[LoadRecord] = []
+    for source, future in futures.items():
+        future.wait()
+        outcome = future.state.result(raise_on_failure=False)
+        if isinstance(outcome, IngestResult):
+            results.append(outcome)
+            records += [
+                LoadRecord(
+                    run_id,
+                    source,
+                    outcome.dataset,
+                    table,
+                    outcome.rows.get(table, 0),
+                    outcome.started_at or started_at,
+                    outcome.finished_at or now(),
+                    LOADED,
+                )
+                for table in outcome.tables or [None]
+            ]
+        else:
+            error = outcome if isinstance(outcome, BaseException) else RuntimeError(str(future.state.message))
+            failures.append(error)
+            records.append(
+                LoadRecord(
+                    run_id,
+                    source,
+                    dataset_name(source, settings),
+                    None,
+                    0,
+                    started_at,
+                    now(),
+                    FAILED,
+                    first_line(error),
+                )
+            )
+    try:
+        record(settings, "loads", records)
+    except Exception:
+        # a warehouse that refused the loads refuses their audit rows too: report the cause
+        if not failures:
+            raise
+    if failures:
+        raise failures[0]
+    return results
+
+
+def source_tag(source: str) -> str:
+    """The task-run tag of everything that touches ``raw_<source>`` (its load, its raw gate).
+
+    ``elt deploy`` gives each tag a one-slot Prefect concurrency limit: a second run of the
+    source waits, before its task starts, until the first one's task has finished. With no
+    limit (``elt run`` on a laptop) the tag is only a label.
+    """
+    return f"source:{source}"

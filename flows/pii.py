@@ -18,7 +18,8 @@ from enum import StrEnum
 
 import dlt
 
-from flows.config import LOADER_FILE_FORMAT, Settings
+from dlt_sources.common.packages import forget_state_unknown_to_warehouse
+from flows.config import Settings
 
 DATASET = "restricted"
 TABLE = "pii_salt"
@@ -36,9 +37,11 @@ def ensure_pii_salt(settings: Settings) -> SaltSource:
     pipeline = dlt.pipeline(
         pipeline_name="elt_restricted",
         destination=settings.dlt_destination(),
-        dataset_name=DATASET,
+        dataset_name=settings.dataset(DATASET),
         pipelines_dir=str(settings.pipelines_dir),
     )
+    if forget_state_unknown_to_warehouse(pipeline):  # the warehouse says whether the salt exists
+        return ensure_pii_salt(settings)
     salt = dlt.secrets.get(SECRET_KEY)
     if salt:
         source = SaltSource.SECRET
@@ -51,6 +54,6 @@ def ensure_pii_salt(settings: Settings) -> SaltSource:
         [{"salt": str(salt)}],
         table_name=TABLE,
         write_disposition="replace",
-        loader_file_format=LOADER_FILE_FORMAT,
+        loader_file_format=settings.loader_file_format,
     ).raise_on_failed_jobs()
     return source

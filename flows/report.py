@@ -17,6 +17,7 @@ from rich.table import Table
 
 from flows.checks import ContractResult, Outcome
 from flows.ingest import IngestResult
+from flows.redact import first_line
 from flows.transform import DbtBuildSummary
 
 
@@ -39,6 +40,21 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def failed_stage(self) -> str | None:
+        return next((stage.name for stage in reversed(self.stages) if stage.status == "failed"), None)
+
+    def failed_items(self) -> list[str]:
+        """What failed, by name: each contract with its failing checks, each dbt node."""
+        items = [
+            f"{contract.dataset}: {', '.join(check.label for check in contract.failed_checks)}"
+            if contract.failed_checks
+            else f"{contract.dataset}: {contract.error}"
+            for contract in self.contracts
+            if not contract.passed
+        ]
+        return items + list(self.dbt.failed if self.dbt else ())
 
     @property
     def rows_loaded(self) -> int:
@@ -65,7 +81,7 @@ class RunSummary:
             yield
         except BaseException as exc:
             self.stages.append(StageTiming(name, time.perf_counter() - started, "failed"))
-            self.error = self.error or f"{name}: {_first_line(exc)}"
+            self.error = self.error or f"{name}: {first_line(exc)}"
             raise
         self.stages.append(StageTiming(name, time.perf_counter() - started, "ok"))
 
@@ -148,8 +164,3 @@ def _dbt_nodes_markdown(dbt: DbtBuildSummary) -> list[str]:
         label = outcome.get(node.unique_id, "built") + (" (warn)" if node.status == "warn" else "")
         lines.append(f"| {node.name} | {node.resource_type} | {label} | {node.execution_time:.2f} |")
     return lines
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dlt
 import duckdb
 import yaml
 
 from flows.config import CHECKS_DIR, TRANSFORM_DIR, Settings, Warehouse
+from flows.ingest import pipeline_for
 
 # dlt data types as the DuckDB warehouse (and Soda's schema check) names them
 _DUCKDB_TYPES = {
@@ -80,7 +80,9 @@ def scaffold_contract(
         path = checks_dir / "marts" / f"{name}.yml"
         header = f"# dbt model {name}, checked before publication; scaffolded by `elt contracts scaffold`."
         dataset = f"warehouse/${{var.MARTS_SCHEMA}}/{name}"
-        variables = {"MARTS_SCHEMA": {"default": f"{settings.dbt_schema}_marts_audit"}}
+        # contracts name production schemas; flows/checks.py renders them per environment
+        production_schema = settings.dbt_schema.removeprefix(settings.schema_prefix)
+        variables = {"MARTS_SCHEMA": {"default": f"{production_schema}_marts_audit"}}
         allow_extra = False  # dbt owns a model's columns: a surprise column is a change to review
     else:
         raise ScaffoldError(f"{table!r}: give raw_<source>.<table> for a raw table or a dbt model name")
@@ -106,12 +108,7 @@ def scaffold_contract(
 
 def _from_dlt_schema(source: str, table: str, settings: Settings) -> list[ColumnSpec]:
     """Columns and keys from the dlt schema the source's last load stored in the warehouse."""
-    pipeline = dlt.pipeline(
-        pipeline_name=f"elt_{source}",
-        destination=settings.dlt_destination(),
-        dataset_name=f"raw_{source}",
-        pipelines_dir=str(settings.pipelines_dir),
-    )
+    pipeline = pipeline_for(source, settings)
     pipeline.sync_destination()
     tables = pipeline.default_schema.data_tables() if pipeline.default_schema_name else []
     found = next((t for t in tables if t["name"] == table), None)

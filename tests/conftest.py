@@ -36,5 +36,13 @@ def session_dir() -> Path:
     return _SESSION_DIR
 
 
+@pytest.fixture(scope="module")
+def module_dir(session_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """A folder for one test module's servers and files, under the session's own folder:
+    pytest prunes its numbered tmp folders when other sessions start, under live servers."""
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=session_dir))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)

@@ -8,13 +8,14 @@ together. Nothing here is used when the platform runs against real sources.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+# re-exported: the demo and the tests set the stand-ins' settings with it
+from flows.config import environment as environment
 from flows.demo import dataset, shop_db
 from flows.demo.github_api import GitHubStore, demo_store, serve_github
 from flows.demo.postgres import PostgresServer, running_postgres
@@ -105,18 +106,3 @@ def demo_sources(state_dir: Path, n_orders: int = 100_000, durable: bool = True)
                 github=github,
                 github_url=github_url,
             )
-
-
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of a block, then restore them."""
-    previous = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -7,6 +7,7 @@ source changes → unreachable source), so they share one module-scoped set-up.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,25 +20,16 @@ from flows.cli import app
 from flows.config import load_settings
 from flows.demo import DemoSources, demo_sources, environment, shop_db
 from flows.elt import EltRunFailed, elt
+from tests.demo_tables import COUNTED_TABLES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 
 N_ORDERS = 3_000
-RAW_TABLES = [
-    "raw_shop.customers",
-    "raw_shop.products",
-    "raw_shop.orders",
-    "raw_shop.order_items",
-    "raw_stripe.customers",
-    "raw_stripe.charges",
-    "raw_stripe.refunds",
-]
-MART_TABLES = ["analytics_marts.dim_customers", "analytics_marts.fct_orders"]
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSources]:
-    workdir = tmp_path_factory.mktemp("e2e")
+def sources(module_dir: Path) -> Iterator[DemoSources]:
+    workdir = module_dir
     warehouse = {"ELT_DUCKDB_PATH": str(workdir / "warehouse.duckdb")}
     with (
         demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo,
@@ -48,10 +40,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSources]:
 
 def counts(path: Path) -> dict[str, int]:
     with duckdb.connect(str(path), read_only=True) as con:
-        return {
-            table: con.execute(f"select count(*) from {table}").fetchone()[0]
-            for table in RAW_TABLES + MART_TABLES
-        }
+        return {table: con.execute(f"select count(*) from {table}").fetchone()[0] for table in COUNTED_TABLES}
 
 
 def query(path: Path, sql: str) -> list[tuple]:
@@ -76,6 +65,20 @@ def test_first_run_loads_raw_and_builds_marts(first_run: dict[str, int]) -> None
         "select count(*) from analytics_marts.fct_orders where payment_status = 'paid'",
     )[0][0]
     assert paid > N_ORDERS / 2
+
+
+def test_status_shows_loads_contracts_and_slot_lag(first_run: dict[str, int]) -> None:
+    # GIVEN the first run WHEN the on-call engineer asks for the status
+    outcome = CliRunner().invoke(app, ["status", "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    statuses = {entry["table"]: entry for entry in json.loads(outcome.output)}
+    # THEN each raw table shows its rows, its contract verdict and, for CDC, the slot's lag
+    orders = statuses["raw_shop.orders"]
+    assert orders["rows"] == first_run["raw_shop.orders"]
+    assert orders["contract"] == "passed"
+    assert orders["slot_lag_bytes"] is not None and orders["slot_lag_bytes"] >= 0
+    assert statuses["raw_stripe.charges"]["contract"] == "passed"
+    assert statuses["raw_stripe.charges"]["slot_lag_bytes"] is None
 
 
 def test_rerun_on_fresh_worker_loads_nothing(first_run: dict[str, int]) -> None:

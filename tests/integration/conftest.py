@@ -38,6 +38,7 @@ def dbt_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (so parallel runs cannot trample each other); returns dbt's target folder."""
     monkeypatch.setenv("ELT_DBT_TARGET", "duckdb")
     monkeypatch.setenv("ELT_DBT_SCHEMA", "analytics")
+    monkeypatch.setenv("ELT_SCHEMA_PREFIX", "")
     monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt_target"))
     monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "dbt_logs"))
     return tmp_path / "dbt_target"

@@ -239,3 +239,77 @@ def test_fresh_run_after_a_failed_run_resumes_from_warehouse_state(
     assert result.total_rows == 0, result.rows
     assert_exact(settings, store)
     assert sum(store.faults_served.values()) > 0, "no HTTP-layer fault was injected"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_warehouse_locked_by_another_process_is_waited_out(settings: Settings, store: StripeStore) -> None:
+    import subprocess
+    import sys
+
+    from prefect import flow, get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.ingest import ingest
+
+    @flow(name="ingest-stripe-locked-warehouse")
+    def load(chosen: Settings) -> IngestResult:
+        return ingest.with_options(retries=4, retry_delay_seconds=2).submit("stripe", chosen).result()
+
+    # GIVEN another process holding DuckDB's write lock on the warehouse for a few seconds
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('locked', flush=True);"
+            " time.sleep(float(sys.argv[2]))",
+            str(settings.duckdb_path),
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        # WHEN the load runs THEN it fails on the lock, is retried, and loads once the lock is gone
+        state = load(settings, return_state=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        this_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        [task_run] = client.read_task_runs(flow_run_filter=this_run)
+    assert task_run.run_count >= 2  # it did meet the lock
+    assert_exact(settings, store)
+
+
+def test_warehouse_errors_that_pass_are_transient_and_others_are_not() -> None:
+    import duckdb
+
+    lock = duckdb.IOException('IO Error: Could not set lock on file "w.duckdb": Conflicting lock is held')
+    assert not is_transient(RuntimeError("load failed"))
+    wrapped = RuntimeError("pipeline step failed")
+    wrapped.__cause__ = lock
+    assert is_transient(wrapped)
+    assert is_transient(RuntimeError("429 Too Many Requests: rate limit exceeded"))
+    assert not is_transient(RuntimeError("250001: Incorrect username or password was specified."))
+
+
+def test_a_warehouse_without_the_state_is_reloaded_whatever_the_local_folder_says(
+    settings: Settings, store: StripeStore
+) -> None:
+    import duckdb
+
+    # GIVEN a load, whose cursors dlt also keeps in its local folder
+    run_source("stripe", settings)
+    assert_exact(settings, store)
+    # WHEN the warehouse is re-created empty, its schema made in advance (as an admin would)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        for (table,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw_stripe'"
+        ).fetchall():
+            con.execute(f'drop table raw_stripe."{table}"')
+    # THEN the next run trusts the warehouse, not the local cursors, and loads everything again
+    result = run_source("stripe", settings)
+    assert result.rows["charges"] == store.count("charges")
+    assert_exact(settings, store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -51,10 +52,13 @@ def test_missing_cloud_credentials_name_the_settings_not_the_secret(
 ) -> None:
     if warehouse == "snowflake":
         monkeypatch.setenv("DESTINATION__SNOWFLAKE__CREDENTIALS__PASSWORD", SECRET)
+    else:  # and no application-default credentials on this machine either
+        monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        monkeypatch.setenv("HOME", os.getcwd())
     with pytest.raises(ConfigError) as excinfo:
         load_settings(warehouse)
     message = str(excinfo.value)
-    assert f"DESTINATION__{warehouse.upper()}__CREDENTIALS__" in message
+    assert f"DESTINATION__{warehouse.upper()}__CREDENTIALS" in message
     assert SECRET not in message
     assert "\n" not in message
 

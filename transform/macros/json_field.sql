@@ -15,6 +15,8 @@
     {{ col }}:{{ key }}::string
 {%- endmacro %}
 
+{#- BigQuery loads a JSON column's jsonl value as it is, and dlt writes Arrow's JSON
+    columns (text) as JSON strings: unwrap such a string before looking the key up. -#}
 {% macro bigquery__json_field(col, key) -%}
-    json_value({{ col }}, '$.{{ key }}')
+    json_value(coalesce(safe.parse_json(json_value({{ col }})), {{ col }}), '$.{{ key }}')
 {%- endmacro %}

@@ -1,4 +1,11 @@
 -- One row per GitHub issue or pull request with how long it took to answer and to close.
+{{
+    config(
+        partition_by=day_partitioned('created_at'),
+        cluster_by=clustered_by(bigquery=['repository'], snowflake=['to_date(created_at)']),
+    )
+}}
+
 with
 
 issues as (

@@ -4,6 +4,8 @@
         unique_key='order_item_id',
         on_schema_change='append_new_columns',
         post_hook="{{ delete_vanished('order_item_id', ref('stg_shop__order_items')) }}",
+        partition_by=day_partitioned('ordered_at'),
+        cluster_by=clustered_by(bigquery=['order_id', 'product_id'], snowflake=['to_date(ordered_at)']),
     )
 }}
 
@@ -27,7 +29,7 @@ changed_items as (
     select order_item_id from order_items
     where {{ loaded_since_last_build('dlt_load_id') }}
 
-    union
+    {{ union_distinct() }}
 
     select order_items.order_item_id
     from order_items

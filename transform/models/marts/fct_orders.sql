@@ -4,6 +4,8 @@
         unique_key='order_id',
         on_schema_change='append_new_columns',
         post_hook="{{ delete_vanished('order_id', ref('stg_shop__orders')) }}",
+        partition_by=day_partitioned('ordered_at'),
+        cluster_by=clustered_by(bigquery=['customer_id'], snowflake=['to_date(ordered_at)']),
     )
 }}
 
@@ -47,12 +49,12 @@ changed_orders as (
     select order_id from orders
     where {{ loaded_since_last_build('dlt_load_id') }}
 
-    union
+    {{ union_distinct() }}
 
     select order_id from items_by_order
     where {{ loaded_since_last_build('last_load_id') }}
 
-    union
+    {{ union_distinct() }}
 
     select order_id from payments
     where {{ loaded_since_last_build('last_load_id') }}

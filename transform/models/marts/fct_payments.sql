@@ -3,6 +3,8 @@
         materialized='incremental',
         unique_key='payment_id',
         on_schema_change='append_new_columns',
+        partition_by=day_partitioned('occurred_at'),
+        cluster_by=clustered_by(bigquery=['order_id'], snowflake=['to_date(occurred_at)']),
     )
 }}
 

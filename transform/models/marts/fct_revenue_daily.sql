@@ -1,5 +1,12 @@
 -- A table, not incremental: one row per day and currency is small, and a late refund
 -- changes a past day, which a full rebuild gets right without a lookback.
+{{
+    config(
+        partition_by=day_partitioned('revenue_date', 'date'),
+        cluster_by=clustered_by(bigquery=['currency'], snowflake=['revenue_date']),
+    )
+}}
+
 with
 
 orders as (

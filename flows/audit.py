@@ -1,0 +1,173 @@
+"""The audit trail in the warehouse: every load and every contract verdict, one row each.
+
+Why in the warehouse and not in Prefect: it is what freshness SLAs, ``elt status`` and
+analysts query, next to the data it describes, and it survives a rebuilt Prefect server.
+Written through dlt (append), so it works the same on DuckDB, Snowflake and BigQuery:
+
+* ``elt_audit.loads``: run id, source, dataset, table, rows, started/finished, outcome, error
+* ``elt_audit.contracts``: run id, table, passed, failed checks, checked at
+* ``elt_audit.backfills``: the chunks of each backfill that are loaded (flows/backfill.py)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from dlt_sources.common.packages import forget_state_unknown_to_warehouse
+from flows.checks import ContractResult
+from flows.config import Settings
+
+logger = logging.getLogger(__name__)
+
+DATASET = "elt_audit"
+LOADED, FAILED = "loaded", "failed"
+
+
+@dataclass(frozen=True)
+class LoadRecord:
+    """One table of one source in one run; a failed source has one row with no table."""
+
+    run_id: str
+    source: str
+    dataset: str
+    table_name: str | None
+    rows: int
+    started_at: datetime
+    finished_at: datetime
+    outcome: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ContractRecord:
+    run_id: str
+    table_name: str
+    passed: bool
+    failed_checks: str | None
+    checked_at: datetime
+
+
+_COLUMNS = {
+    "loads": {
+        "table_name": {"data_type": "text", "nullable": True},
+        "error": {"data_type": "text", "nullable": True},
+        "started_at": {"data_type": "timestamp"},
+        "finished_at": {"data_type": "timestamp"},
+        "rows": {"data_type": "bigint"},
+    },
+    "contracts": {
+        "failed_checks": {"data_type": "text", "nullable": True},
+        "checked_at": {"data_type": "timestamp"},
+    },
+    "backfills": {
+        "chunk_start": {"data_type": "timestamp"},
+        "chunk_end": {"data_type": "timestamp"},
+        "finished_at": {"data_type": "timestamp"},
+        "rows": {"data_type": "bigint"},
+    },
+}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def record(settings: Settings, table: str, records: Sequence[Any]) -> None:
+    """Append ``records`` (dataclasses) to ``elt_audit.<table>`` (``loads``, ``contracts``, ``backfills``)."""
+    if not records:
+        return
+    pipeline = _pipeline(settings)
+    if forget_state_unknown_to_warehouse(pipeline):  # a stale local schema would skip CREATE TABLE
+        pipeline = _pipeline(settings)
+    pipeline.run(
+        [asdict(item) for item in records],
+        table_name=table,
+        write_disposition="append",
+        columns=_COLUMNS[table],
+        loader_file_format=settings.loader_file_format,
+    ).raise_on_failed_jobs()
+
+
+def record_contracts(settings: Settings, results: list[ContractResult], run_id: str) -> None:
+    """Append contract verdicts; never raises, so it can't hide the failure being reported."""
+    checked_at = now()
+    verdicts = [
+        ContractRecord(
+            run_id,
+            result.dataset,
+            result.passed,
+            None if result.passed else result.failure_message(),
+            checked_at,
+        )
+        for result in results
+    ]
+    try:
+        record(settings, "contracts", verdicts)
+    except Exception as exc:
+        logger.warning("could not record %d contract verdicts in %s: %s", len(verdicts), DATASET, exc)
+
+
+def last_successful_loads(settings: Settings) -> dict[str, datetime]:
+    """When each source last loaded successfully (0 new rows counts: the source was current)."""
+    rows = query_audit(
+        settings,
+        "loads",
+        "select source, max(finished_at) from {table} where outcome = 'loaded' group by source",
+    )
+    return {source: utc(finished) for source, finished in rows}
+
+
+def latest_contracts(settings: Settings) -> dict[str, tuple[bool, str | None, datetime]]:
+    """Per table, the verdict of its latest contract check: (passed, failed checks, when)."""
+    rows = query_audit(
+        settings,
+        "contracts",
+        "select t.table_name, t.passed, t.failed_checks, t.checked_at from {table} as t"
+        " where t.checked_at = ("
+        "select max(l.checked_at) from {table} as l where l.table_name = t.table_name)",
+    )
+    return {table: (bool(passed), failed, utc(checked)) for table, passed, failed, checked in rows}
+
+
+def latest_loads(settings: Settings) -> dict[tuple[str, str], tuple[int, datetime]]:
+    """Per (source, table), the rows and finish time of its latest successful load."""
+    rows = query_audit(
+        settings,
+        "loads",
+        "select t.source, t.table_name, t.rows, t.finished_at from {table} as t"
+        " where t.outcome = 'loaded' and t.table_name is not null and t.finished_at = ("
+        "select max(l.finished_at) from {table} as l where l.source = t.source"
+        " and l.table_name = t.table_name and l.outcome = 'loaded')",
+    )
+    return {(source, table): (int(count), utc(finished)) for source, table, count, finished in rows}
+
+
+def query_audit(settings: Settings, table: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` with ``{table}`` the qualified audit table; none before the first record."""
+    pipeline = _pipeline(settings)
+    try:
+        with pipeline.sql_client() as client:
+            qualified = client.make_qualified_table_name(table)
+            return [tuple(row) for row in client.execute_sql(sql.format(table=qualified)) or []]
+    except DatabaseUndefinedRelation:
+        return []
+
+
+def _pipeline(settings: Settings) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name="elt_audit",
+        destination=settings.dlt_destination(),
+        dataset_name=settings.dataset(DATASET),
+        pipelines_dir=str(settings.pipelines_dir),
+    )
+
+
+def utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

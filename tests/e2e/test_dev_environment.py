@@ -1,0 +1,68 @@
+"""A developer's environment (``ELT_ENV=dev``) runs the whole flow beside production, for real:
+every dataset and schema it writes carries its prefix, the contracts follow, and it
+replicates the shop through its own CDC slot, never production's."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import psycopg2
+import pytest
+
+from flows.demo import demo_sources, environment
+from flows.elt import elt
+from flows.report import RunSummary
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
+
+N_ORDERS = 300
+PREFIX = "dev_ci_"
+
+
+@pytest.fixture(scope="module")
+def dev_run(module_dir: Path) -> Iterator[tuple[RunSummary, str, Path]]:
+    workdir = module_dir
+    saved = dict(os.environ)  # the flow exports the names it derived: keep them out of other tests
+    for derived in ("ELT_SCHEMA_PREFIX", "SOURCES__SHOP__SLOT_NAME"):
+        os.environ.pop(derived, None)
+    warehouse = workdir / "warehouse.duckdb"
+    settings = {"ELT_ENV": "dev", "ELT_DEVELOPER": "CI", "ELT_DUCKDB_PATH": str(warehouse)}
+    try:
+        with (
+            demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo,
+            environment(demo.environment() | settings),
+        ):
+            summary = elt()
+            yield summary, demo.shop_admin_dsn, warehouse
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_every_schema_the_run_wrote_carries_the_prefix(dev_run: tuple[RunSummary, str, Path]) -> None:
+    summary, _, warehouse = dev_run
+    assert summary.ok, summary.error
+    assert {ingest.dataset for ingest in summary.ingests} >= {f"{PREFIX}raw_shop", f"{PREFIX}raw_stripe"}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        schemas = {
+            name
+            for (name,) in con.execute(
+                "select schema_name from information_schema.schemata where catalog_name = current_database()"
+            ).fetchall()
+        }
+        assert {name for name in schemas if name != "main" and not name.startswith(PREFIX)} == set()
+        (orders,) = con.execute(f"select count(*) from {PREFIX}analytics_marts.fct_orders").fetchone()
+    assert orders == N_ORDERS
+    # the gates checked the developer's tables, not production's
+    assert summary.contracts and all(result.passed for result in summary.contracts)
+    assert all(result.dataset.startswith(PREFIX) for result in summary.contracts)
+
+
+def test_the_developer_replicates_through_an_own_slot(dev_run: tuple[RunSummary, str, Path]) -> None:
+    _, shop_dsn, _ = dev_run
+    with psycopg2.connect(shop_dsn) as con, con.cursor() as cursor:
+        cursor.execute("select slot_name from pg_replication_slots")
+        assert [name for (name,) in cursor.fetchall()] == [f"{PREFIX}elt_shop"]
