@@ -21,11 +21,11 @@ import pytest
 
 from flows.checks import ContractTarget, verify_contract
 from flows.config import CHECKS_DIR, ConfigError, load_settings
-from flows.demo import DemoSources, demo_sources, environment, shop_db
+from flows.demo import DemoSources, demo_sources, environment
 from flows.elt import EltRunFailed, elt
 from flows.report import RunSummary
 from flows.transform import run_dbt_operation
-from tests.demo_tables import COUNTED_TABLES
+from tests.demo_tables import COUNTED_TABLES, change_the_sources, expected_change_rows, rows_loaded
 from tests.emulators.snowflake import FakeSnowflake, running_fakesnow
 
 pytestmark = [
@@ -151,21 +151,12 @@ def test_source_changes_load_exactly_the_changes(
     sources: DemoSources, first_run: dict[str, int], snowflake: FakeSnowflake
 ) -> None:
     # GIVEN new paid orders, moved customers, their Stripe charges, and deleted abandoned orders
-    changes = shop_db.simulate_business(
-        sources.shop_admin_dsn, n_new_orders=4, n_updated_customers=3, n_deleted_orders=2
-    )
-    sources.stripe.extend("charges", changes.new_charges)
+    changes = change_the_sources(sources)
     # WHEN the flow runs
     summary = run_elt(snowflake)
     # THEN exactly the changed rows are loaded
-    loaded = {f"{r.dataset}.{table}": rows for r in summary.ingests for table, rows in r.rows.items()}
-    assert loaded == {
-        "raw_shop.orders": 4 + 2,
-        "raw_shop.order_items": 4 + changes.deleted_items,
-        "raw_shop.customers": 3,
-        "raw_stripe.charges": 4,
-        "raw_stripe.events": 4,
-    }
+    loaded = rows_loaded(summary)
+    assert loaded == expected_change_rows(changes)
     after = counts(snowflake)
     assert after["raw_shop.orders"] == first_run["raw_shop.orders"] + 4 - 2
     assert after["raw_shop.customers"] == first_run["raw_shop.customers"]

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.config import load_settings
-from flows.demo import DemoSources, demo_sources, environment, shop_db
+from flows.demo import DemoSources, demo_sources, environment
 from flows.elt import EltRunFailed, elt
-from tests.demo_tables import COUNTED_TABLES
+from tests.demo_tables import COUNTED_TABLES, change_the_sources, expected_change_rows, rows_loaded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 
@@ -94,22 +94,13 @@ def test_rerun_on_fresh_worker_loads_nothing(first_run: dict[str, int]) -> None:
 
 def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run: dict[str, int]) -> None:
     # GIVEN new paid orders, updated customers, their Stripe charges, and deleted abandoned orders
-    changes = shop_db.simulate_business(
-        sources.shop_admin_dsn, n_new_orders=4, n_updated_customers=3, n_deleted_orders=2
-    )
-    sources.stripe.extend("charges", changes.new_charges)
+    changes = change_the_sources(sources)
     # WHEN the flow runs
     summary = elt()
     # THEN exactly the changed rows are loaded (a delete is a row that removes its key)
-    loaded = {f"{r.dataset}.{table}": rows for r in summary.ingests for table, rows in r.rows.items()}
+    loaded = rows_loaded(summary)
     assert len(changes.deleted_orders) == 2
-    assert loaded == {
-        "raw_shop.orders": 4 + 2,
-        "raw_shop.order_items": 4 + changes.deleted_items,
-        "raw_shop.customers": 3,
-        "raw_stripe.charges": 4,
-        "raw_stripe.events": 4,  # charge.succeeded, one per new charge
-    }
+    assert loaded == expected_change_rows(changes)
     path = load_settings().duckdb_path
     after = counts(path)
     assert after["raw_shop.orders"] == first_run["raw_shop.orders"] + 4 - 2
