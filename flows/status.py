@@ -15,6 +15,7 @@ from rich.table import Table
 
 from dlt_sources.errors import SourceError
 from flows.audit import latest_contracts, latest_loads
+from flows.config import load_settings
 from flows.freshness import Freshness, check_freshness
 from flows.ingest import CDC_TABLES, use_environment_slots
 
@@ -36,8 +37,6 @@ class TableStatus:
 
 
 def collect_status(warehouse: str | None = None) -> list[TableStatus]:
-    from flows.config import load_settings
-
     settings = load_settings(warehouse)
     loads = latest_loads(settings)
     contracts = latest_contracts(settings)
