@@ -59,25 +59,27 @@ def channels() -> tuple[list[NotificationBlock], list[str]]:
     """The notification block of every configured channel (none: no alerts), and their secret URLs."""
     import dlt
 
+    slack, webhook, email = (
+        str(dlt.secrets.get(f"alerts.{name}") or "") for name in ("slack_webhook", "webhook", "email")
+    )
     found: list[NotificationBlock] = []
-    urls = [str(dlt.secrets.get(f"alerts.{name}") or "") for name in ("slack_webhook", "webhook", "email")]
-    if slack := dlt.secrets.get("alerts.slack_webhook"):
+    if slack:
         found.append(
             CustomWebhookNotificationBlock(
-                name="slack", url=str(slack), json_data={"text": "*{{subject}}*\n{{body}}"}
+                name="slack", url=slack, json_data={"text": "*{{subject}}*\n{{body}}"}
             )
         )
-    if webhook := dlt.secrets.get("alerts.webhook"):
+    if webhook:
         found.append(
             CustomWebhookNotificationBlock(
-                name="webhook", url=str(webhook), json_data={"subject": "{{subject}}", "body": "{{body}}"}
+                name="webhook", url=webhook, json_data={"subject": "{{subject}}", "body": "{{body}}"}
             )
         )
-    if email := dlt.secrets.get("alerts.email"):
-        found.append(AppriseNotificationBlock(url=str(email)))
+    if email:
+        found.append(AppriseNotificationBlock(url=email))
     for name in _names(dlt.secrets.get("alerts.blocks")):
         found.append(Block.load(name))
-    return found, [url for url in urls if url]
+    return found, [url for url in (slack, webhook, email) if url]
 
 
 def open_incident(incident: Incident) -> bool:
