@@ -3,6 +3,7 @@ counts, and the source changes it makes with the rows they must load."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flows.demo import DemoSources, shop_db
@@ -18,6 +19,9 @@ RAW_TABLES = [
 ]
 MART_TABLES = ["analytics_marts.dim_customers", "analytics_marts.fct_orders"]
 COUNTED_TABLES = RAW_TABLES + MART_TABLES
+
+# runs SQL on the warehouse under test and returns its rows
+Query = Callable[[str], list[tuple[Any, ...]]]
 
 
 def change_the_sources(sources: DemoSources) -> shop_db.Changes:
@@ -43,3 +47,24 @@ def expected_change_rows(changes: shop_db.Changes) -> dict[str, int]:
         "raw_stripe.charges": 4,
         "raw_stripe.events": 4,  # charge.succeeded, one per new charge
     }
+
+
+def assert_marts_show_the_changes(query: Query, changes: shop_db.Changes) -> None:
+    """The published marts after ``change_the_sources``: the new orders paid, the deleted ones
+    gone from raw and marts alike (``query`` runs SQL on the warehouse under test)."""
+    new_ids = ", ".join(map(str, changes.new_orders))
+    statuses = query(f"select payment_status from analytics_marts.fct_orders where order_id in ({new_ids})")
+    assert sorted(s for (s,) in statuses) == ["paid"] * 4
+    deleted_ids = ", ".join(map(str, changes.deleted_orders))
+    for table, key in [("raw_shop.orders", "id"), ("analytics_marts.fct_orders", "order_id")]:
+        assert query(f"select count(*) from {table} where {key} in ({deleted_ids})") == [(0,)]
+
+
+def assert_moved_customers_versioned(query: Query, changes: shop_db.Changes) -> None:
+    """Each customer who moved has a new current version in dim_customers (SCD2) and keeps the old one."""
+    updated_ids = ", ".join(map(str, changes.updated_customers))
+    versions = query(
+        "select customer_id, count(*), max(case when is_current then country end)"
+        f" from analytics_marts.dim_customers where customer_id in ({updated_ids}) group by customer_id"
+    )
+    assert sorted((n, country) for (_, n, country) in versions) == [(2, "NZ")] * 3
