@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 
 from flows.alerts import Incident, alert_failed_run, open_incident, resolve_incident
 from flows.audit import last_successful_loads, now
-from flows.config import CHECKS_DIR, ConfigError, load_settings
+from flows.config import CHECKS_DIR, ConfigError, Settings, load_settings
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -70,9 +70,8 @@ def freshness_slas(path: Path | None = None) -> dict[tuple[str, str], timedelta]
     return slas
 
 
-def check_freshness(warehouse: str | None = None) -> list[Freshness]:
+def check_freshness(settings: Settings) -> list[Freshness]:
     """Every SLA against the audit table; no alerting here (see the ``freshness`` flow)."""
-    settings = load_settings(warehouse)
     last = last_successful_loads(settings)
     checked_at = now()
     return [
@@ -85,7 +84,7 @@ def check_freshness(warehouse: str | None = None) -> list[Freshness]:
 def freshness(warehouse: str | None = None) -> list[Freshness]:
     """Alert once per breached table; send the resolved message once it is fresh again."""
     log = get_run_logger()
-    results = check_freshness(warehouse)
+    results = check_freshness(load_settings(warehouse))
     for result in results:
         key = f"freshness {result.dataset}.{result.table}"
         if result.breached:

@@ -40,7 +40,7 @@ def collect_status(warehouse: str | None = None) -> list[TableStatus]:
     settings = load_settings(warehouse)
     loads = latest_loads(settings)
     contracts = latest_contracts(settings)
-    freshness = {(result.source, result.table): result for result in check_freshness(warehouse)}
+    freshness = {(result.source, result.table): result for result in check_freshness(settings)}
     lags = {source: _slot_lag(source) for source in CDC_TABLES}
     loaded = {source for source, _ in loads}
     # every loaded table, plus the SLAs' tables (a source never loaded shows as <source>.*)
