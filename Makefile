@@ -8,7 +8,7 @@ VENV := .venv/bin
 # sqlfluff's dbt templater compiles the project: an in-memory DuckDB is enough for that
 SQLFLUFF := cd transform && ELT_DBT_TARGET=duckdb ELT_DUCKDB_PATH=:memory: ../$(VENV)/sqlfluff
 
-.PHONY: help uv install install-dev demo run deploy test lint format bench smoke-cloud clean
+.PHONY: help uv install install-dev demo run deploy test lint format bench reliability smoke-cloud audit clean
 
 help:
 	@echo "make demo    install, start the local stand-ins, run the full ELT on DuckDB"
@@ -17,7 +17,9 @@ help:
 	@echo "make deploy  register the scheduled deployments with the Prefect API in PREFECT_API_URL"
 	@echo "make lint    ruff check + ruff format --check + sqlfluff lint of the dbt project"
 	@echo "make bench   print the speed figures (name: value)"
+	@echo "make reliability  kill, fault and overload real runs; prove no row lost or duplicated (~1 h)"
 	@echo "make smoke-cloud  the demo on real Snowflake / BigQuery, where credentials are set"
+	@echo "make audit   known vulnerabilities in the locked dependencies (needs pypi.org or osv.dev)"
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -58,9 +60,24 @@ test: lint
 bench: install
 	$(VENV)/python -m bench.run
 
+# the full campaign (tests/reliability); `make test` runs its light plan
+reliability: install-dev
+	$(VENV)/python -m tests.reliability
+
 smoke-cloud: uv
 	$(UV) sync --frozen --no-dev --extra snowflake --extra bigquery --compile-bytecode
 	$(VENV)/elt smoke-cloud
+
+# Known vulnerabilities in every locked package (all extras, the dev tools) with pip-audit, from
+# PyPI's advisory data (AUDIT_SERVICE=osv: osv.dev). It needs pypi.org's JSON API or api.osv.dev,
+# so `make test` (offline) does not run it; --strict fails when a package could not be checked.
+PIP_AUDIT := pip-audit==2.10.1
+AUDIT_SERVICE ?= pypi
+audit: uv
+	@mkdir -p data
+	$(UV) export --frozen --all-extras --no-hashes --no-emit-project --quiet -o data/requirements-audit.txt
+	$(UV) tool run $(PIP_AUDIT) --strict --vulnerability-service $(AUDIT_SERVICE) --progress-spinner off \
+		--requirement data/requirements-audit.txt --no-deps --disable-pip
 
 clean:
 	rm -rf data .pytest_cache .ruff_cache

@@ -28,7 +28,8 @@ from flows.secrets import use_prefect_secret_blocks
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 TRANSFORM_DIR = PROJECT_DIR / "transform"
-CHECKS_DIR = PROJECT_DIR / "checks"
+# the Soda contracts; ELT_CHECKS_DIR points a deployment (or the reliability campaign) elsewhere
+CHECKS_DIR = Path(os.environ.get("ELT_CHECKS_DIR") or PROJECT_DIR / "checks")
 
 # Every run must stay offline and quiet: these tools phone home by default.
 TELEMETRY_OFF = {
@@ -44,6 +45,9 @@ TELEMETRY_OFF = {
 # which otherwise stamps each row with the load that wrote it; lineage needs it.
 DLT_DEFAULTS = {
     "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true",
+    # dlt keeps every loaded file under the worker's pipeline folder: raw rows (emails and
+    # other PII, the PII salt) would pile up on disk. The warehouse holds them; drop the copies.
+    "LOAD__DELETE_COMPLETED_JOBS": "true",
 }
 
 

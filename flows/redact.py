@@ -11,8 +11,9 @@ import os
 import re
 
 # Names of settings whose values must never reach a log line, an alert or an error message
-# (every alerts.* setting: webhook and SMTP URLs carry their tokens and passwords).
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|^ALERTS__", re.IGNORECASE)
+# (every alerts.* setting: webhook and SMTP URLs carry their tokens and passwords; the PII
+# hashing salt, TRANSFORM__PII_SALT; connection strings such as ELT_CDC_ADMIN_DSN).
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|SALT|DSN|^ALERTS__", re.IGNORECASE)
 # Shorter values (a port, "true") would blank out ordinary words.
 _MIN_SECRET_LENGTH = 6
 

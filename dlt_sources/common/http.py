@@ -22,6 +22,7 @@ import orjson
 import requests
 import urllib3
 
+from dlt_sources.common.rejects import tolerant_loads
 from dlt_sources.errors import SourceError, SourceUnreachable
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -174,7 +175,7 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         ok_statuses: frozenset[int] = frozenset(),
-        decode: Callable[[bytes], Any] = orjson.loads,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> tuple[requests.Response, Any]:
         """GET with retries; returns the response and its body as ``decode`` returns it.
 
@@ -208,7 +209,8 @@ class ApiClient:
                     return response, None
                 if 200 <= status < 300:
                     try:
-                        return response, decode(content)
+                        # tolerant: one record's bad text must not sink the page (rejects.py)
+                        return response, (decode or tolerant_loads)(content)
                     except orjson.JSONDecodeError:
                         # A truncated or garbled body: the next attempt usually succeeds.
                         problem = f"invalid JSON body ({len(content)} bytes)"

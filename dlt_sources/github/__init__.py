@@ -25,6 +25,7 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
+from dlt_sources.common.rejects import MAX_STRING_BYTES, Quarantine
 from dlt_sources.common.schema_policy import check_policy
 
 from . import settings
@@ -78,6 +79,8 @@ def github_source(
     max_rate_limit_wait: float = settings.MAX_RATE_LIMIT_WAIT,
     secondary_rate_limit_wait: float = settings.SECONDARY_RATE_LIMIT_WAIT,
     schema_policy: str = settings.SCHEMA_POLICY,
+    bad_records: str = "quarantine",
+    max_string_bytes: int = MAX_STRING_BYTES,
 ) -> list[DltResource]:
     """GitHub issues, pull requests, issue comments and releases of `repositories`.
 
@@ -85,7 +88,8 @@ def github_source(
     `SOURCES__GITHUB__REPOSITORIES='["owner/name"]'`, ...). `initial_since` (ISO 8601)
     bounds the first sync; later syncs resume from the cursors in dlt state.
     `schema_policy` (evolve | discard | freeze) decides what a field whose type
-    changed does (see `dlt_sources.common.schema_policy`).
+    changed does (see `dlt_sources.common.schema_policy`); `bad_records` (quarantine | fail)
+    what a record that cannot load faithfully does (see `dlt_sources.common.rejects`).
     """
     repos = validate_repositories(repositories)
     policy = check_policy("github", schema_policy)
@@ -93,6 +97,7 @@ def github_source(
     if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}")
     initial: datetime | None = parse_timestamp(initial_since)
+    quarantines = {table: Quarantine("github", bad_records, max_string_bytes) for table in settings.RESOURCES}
     # Fail fast on an empty token / malformed URL before any resource runs.
     GitHubClient(access_token, base_url).close()
 
@@ -122,6 +127,8 @@ def github_source(
         # dlt's per-item cost (schema hints, incremental) is ~10 ms: hand it a few thousand
         # rows at a time rather than every 100-row page
         batch: list[pa.Table] = []
+        quarantine = quarantines[table]
+        quarantine.take()  # nothing left over from a failed run in this process
         with client() as api:
             for repo in repos:
                 params: dict[str, Any] = {**fixed, "per_page": page_size}
@@ -130,20 +137,25 @@ def github_source(
                 stop = None if uses_since else _stop_before(CURSOR[table], start)
                 for page in api.pages(path.format(repo=repo), params, etags, repo, stop):
                     if page:
-                        batch.append(page_to_arrow(table, repo, page, policy))
+                        batch.append(page_to_arrow(table, repo, page, policy, quarantine))
                         if sum(t.num_rows for t in batch) >= batch_rows:
                             yield from _combined(batch)
                             batch = []
             yield from _combined(batch)
+        rejected = quarantine.item()
+        if rejected is not None:
+            yield rejected
 
     return [
-        dlt.resource(
-            list_endpoint,
-            name=table,
-            write_disposition="merge",
-            primary_key="id",
-            columns=column_hints(table),
-        )(table, cursor=dlt.sources.incremental(CURSOR[table], initial_value=initial))
+        quarantines[table].attach_to(
+            dlt.resource(
+                list_endpoint,
+                name=table,
+                write_disposition="merge",
+                primary_key="id",
+                columns=column_hints(table),
+            )(table, cursor=dlt.sources.incremental(CURSOR[table], initial_value=initial))
+        )
         for table in settings.RESOURCES
     ]
 

@@ -24,6 +24,7 @@ import requests
 
 from dlt_sources.common.arrow import records_to_arrow
 from dlt_sources.common.http import ApiAuthError, ApiClient, ApiError, SourceSettings, redact
+from dlt_sources.common.rejects import CastFlags, Quarantine
 from dlt_sources.common.schema_policy import enforce
 from dlt_sources.errors import SourceError
 
@@ -458,24 +459,36 @@ def enrich(table: str, repository: str, record: dict[str, Any]) -> dict[str, Any
     return {**record, **extra}
 
 
-def page_to_arrow(table: str, repository: str, page: Page, policy: str = "evolve") -> pa.Table:
+def page_to_arrow(
+    table: str, repository: str, page: Page, policy: str = "evolve", quarantine: Quarantine | None = None
+) -> pa.Table:
     """One Arrow table per page: known columns typed, nested values JSON text, timestamps UTC.
 
     A field whose type changed is handled by the source's schema ``policy`` first, so
-    the typed conversion below never sees a value of the wrong type.
+    the typed conversion below never sees a value of the wrong type. With a ``quarantine``,
+    records that cannot load faithfully (no id, bad text, an integer beyond 64 bits, a
+    timestamp outside years 1-9999) are set aside (common/rejects.py).
     """
     declared = {name: _DLT_TYPE[kind] for name, kind in FIELDS[table].items()}
     records = enforce(
         "github", table, [enrich(table, repository, record) for record in page], declared, policy
     )
-    arrow = records_to_arrow(
-        records,
-        json_columns=_JSON[table],
-        schema=_SCHEMAS[table],
-    )
+    try:
+        arrow = records_to_arrow(records, json_columns=_JSON[table], schema=_SCHEMAS[table])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
+        if quarantine is None:
+            raise
+        ints = frozenset(name for name, kind in FIELDS[table].items() if kind == "int")
+        records = quarantine.screen_records(table, records, ("id",), ints)
+        arrow = records_to_arrow(records, json_columns=_JSON[table], schema=_SCHEMAS[table])
+    flags = CastFlags() if quarantine is not None else None
     for name in _TS[table]:
         index = arrow.schema.get_field_index(name)
-        arrow = arrow.set_column(index, name, pc.cast(arrow.column(name), _TIMESTAMP))
+        column = arrow.column(name)
+        cast = flags.cast(name, column, _TIMESTAMP) if flags is not None else pc.cast(column, _TIMESTAMP)
+        arrow = arrow.set_column(index, name, cast)
+    if quarantine is not None and flags is not None:
+        arrow = quarantine.screen(table, flags.attach(arrow), ("id",))
     # Unknown fields that were null on the whole page have no type yet: make them text
     # (nested values are JSON text anyway), so pages agree on one schema.
     for index, field in enumerate(arrow.schema):

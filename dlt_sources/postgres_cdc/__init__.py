@@ -15,6 +15,11 @@ or below it are skipped; so a crash anywhere replays only what the warehouse lac
 TRUNCATE is not a row change: its LSN is stored per table in the state and
 ``after_load`` deletes (or, soft, flags) the table's rows written before it, on
 every run (an idempotent statement), and reports it as a warning. Never imports Prefect.
+
+A row or change no warehouse can hold ('infinity', a BC or year-10000 timestamp, NaN in a
+numeric(p,s), an oversized value) goes to ``_rejected_records`` in the same load (or fails
+the run, ``bad_records = "fail"``). A quarantined change leaves the warehouse row at its last
+good image; the LSN still advances, so the change is recorded once and never replayed.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
+from dlt_sources.common.rejects import Quarantine
 from dlt_sources.errors import SourceError
 from dlt_sources.postgres_cdc import catalog
 from dlt_sources.postgres_cdc.arrow_types import arrow_type, dlt_column_hints
@@ -37,7 +43,7 @@ from dlt_sources.postgres_cdc.catalog import SlotInfo, SlotLost, TableInfo
 from dlt_sources.postgres_cdc.changes import DELETED_COLUMN, LSN_COLUMN, ChangeLog, UnresolvedRows
 from dlt_sources.postgres_cdc.pgoutput import Column, format_lsn
 from dlt_sources.postgres_cdc.settings import CdcSettings, resolve_settings
-from dlt_sources.postgres_cdc.snapshot import create_slot, open_snapshot, read_table
+from dlt_sources.postgres_cdc.snapshot import READ_BLOCK_BYTES, create_slot, open_snapshot, read_table
 from dlt_sources.postgres_cdc.stream import remediation, replication_connection, stream_changes
 
 __all__ = ["CdcReport", "CdcSettings", "SlotLost", "after_load", "replication_resource", "resolve_settings"]
@@ -68,22 +74,29 @@ def replication_resource(source: str, tables: Sequence[str], settings: CdcSettin
     """One resource that writes every replicated table (each item names its table)."""
     resource_name = f"{source}_replication"
     quiet_expected_hint_warnings([resource_name])
+    quarantine = Quarantine(source, settings.bad_records, settings.max_string_bytes)
 
     @dlt.resource(name=resource_name, write_disposition="merge")
     def replication() -> Iterator[Any]:
-        yield from _replicate(source, tables, settings)
+        quarantine.take()  # nothing left over from a failed run in this process
+        yield from _replicate(source, tables, settings, quarantine)
+        rejected = quarantine.item()
+        if rejected is not None:
+            yield rejected
 
-    return replication
+    return quarantine.attach_to(replication)
 
 
-def _replicate(source: str, names: Sequence[str], settings: CdcSettings) -> Iterator[Any]:
+def _replicate(
+    source: str, names: Sequence[str], settings: CdcSettings, quarantine: Quarantine
+) -> Iterator[Any]:
     state = dlt.current.source_state().setdefault(STATE_KEY, {})
     with catalog.connection(settings.dsn, source) as conn:
         tables = catalog.describe_tables(conn, source, settings.schema, names)
         catalog.check_publication(conn, source, settings.publication, tables)
         stored = state.get("lsn")
         if settings.resnapshot or stored is None:
-            yield from _snapshot(conn, source, settings, tables, state)
+            yield from _snapshot(conn, source, settings, tables, state, quarantine)
             return
         _check_slot(source, settings, catalog.wait_until_idle(conn, settings.slot_name), stored)
         target = catalog.current_wal_lsn(conn)
@@ -105,9 +118,12 @@ def _replicate(source: str, names: Sequence[str], settings: CdcSettings) -> Iter
     for table in changes.values():
         for columns, data, unresolved in table.tables():
             filled = data if unresolved is None else _fill_from_warehouse(source, table, data, unresolved)
-            yield _with_hints(filled, table.name, table.primary_key, columns, "merge", settings)
-    if result.end_lsn is not None:
-        state["lsn"] = result.end_lsn
+            # a bad image is left out: the warehouse keeps the key's last good row
+            good = quarantine.screen(table.name, filled, table.primary_key)
+            yield _with_hints(good, table.name, table.primary_key, columns, "merge", settings)
+    end_lsn = max(result.end_lsn or stored, _confirmed_by_the_driver(source, settings, stored))
+    if end_lsn > stored:
+        state["lsn"] = end_lsn
     if result.truncates:
         state.setdefault("truncates", {}).update(result.truncates)
     _LAST_RUN[source] = RunLog(
@@ -116,6 +132,23 @@ def _replicate(source: str, names: Sequence[str], settings: CdcSettings) -> Iter
         truncated=result.truncates,
         complete=result.complete,
     )
+
+
+def _confirmed_by_the_driver(source: str, settings: CdcSettings, stored: int) -> int:
+    """Where the slot stands after the read, which can be past the stored LSN.
+
+    Why: when nothing arrived since our last acknowledgement, psycopg2 moves its flush
+    position to the WAL end a server keepalive reports and sends it with the next feedback
+    (psycopg2's replication_protocol.c; no setting turns it off). That is safe — every
+    transaction committed before that position was sent before the keepalive, and none was
+    — but the slot is then ahead of the LSN stored with the data, and the next run took it
+    for a lost slot (found by the reliability campaign: an idle read under load). Storing
+    the position with this load keeps slot and warehouse equal.
+    """
+    with catalog.connection(settings.dsn, source) as conn:
+        slot = catalog.slot_info(conn, settings.slot_name)
+    confirmed = slot.confirmed_flush_lsn if slot is not None else None
+    return confirmed if confirmed is not None else stored
 
 
 def _check_slot(source: str, settings: CdcSettings, slot: SlotInfo | None, stored: int) -> None:
@@ -138,7 +171,12 @@ def _check_slot(source: str, settings: CdcSettings, slot: SlotInfo | None, store
 
 
 def _snapshot(
-    conn: Any, source: str, settings: CdcSettings, tables: list[TableInfo], state: dict[str, Any]
+    conn: Any,
+    source: str,
+    settings: CdcSettings,
+    tables: list[TableInfo],
+    state: dict[str, Any],
+    quarantine: Quarantine,
 ) -> Iterator[Any]:
     """(Re)create the slot and load every table as of its starting point, replacing the warehouse's."""
     catalog.drop_slot(conn, source, settings.slot_name)
@@ -153,10 +191,12 @@ def _snapshot(
         for table in tables:
             names = [column.name for column in table.columns]
             batches = 0
-            for batch in read_table(reader, table):
+            # a row must fit one read block: room for an oversized value to be seen and rejected
+            block = max(READ_BLOCK_BYTES, 2 * settings.max_string_bytes + (1 << 20))
+            for batch in read_table(reader, table, block):
                 batches += 1
                 yield _with_hints(
-                    _stamp(batch, consistent_point),
+                    _stamp(quarantine.screen(table.name, batch, table.primary_key), consistent_point),
                     table.name,
                     table.primary_key,
                     table.columns,

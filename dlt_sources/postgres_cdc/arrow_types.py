@@ -14,6 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dlt_sources.common.rejects import CastFlags
+
 # Session settings that fix the text output of dates, times and floats.
 SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1"
 
@@ -71,8 +73,15 @@ def dlt_column_hints(type_oid: int) -> dict[str, Any]:
     return {}
 
 
-def to_arrow(text: pa.Array, type_oid: int, type_modifier: int) -> pa.Array:
-    """Convert a column of text output (``string`` or ``binary``, nulls allowed) to its type."""
+def to_arrow(
+    text: pa.Array, type_oid: int, type_modifier: int, flags: CastFlags | None = None, name: str = ""
+) -> pa.Array:
+    """Convert a column of text output (``string`` or ``binary``, nulls allowed) to its type.
+
+    With ``flags``, a value the type cannot hold in Arrow ('infinity', a BC date, a year
+    past 9999, NaN in numeric(p,s)) becomes NULL and is flagged for the quarantine
+    (common/rejects.py) instead of failing the whole batch.
+    """
     if text.type != pa.string():
         text = text.cast(pa.string())
     target = arrow_type(type_oid, type_modifier)
@@ -86,4 +95,6 @@ def to_arrow(text: pa.Array, type_oid: int, type_modifier: int) -> pa.Array:
             [None if value is None else bytes.fromhex(value[2:]) for value in text.to_pylist()],
             type=pa.binary(),
         )
+    if flags is not None:
+        return flags.cast(name, text, target)
     return text.cast(target)

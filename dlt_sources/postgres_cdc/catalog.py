@@ -18,7 +18,7 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
-from dlt_sources.errors import SourceError, SourceUnreachable
+from dlt_sources.errors import SourceError, connection_error
 from dlt_sources.postgres_cdc.arrow_types import SESSION_OPTIONS
 from dlt_sources.postgres_cdc.pgoutput import Column, parse_lsn
 
@@ -76,9 +76,9 @@ def connect(dsn: str, source: str) -> Connection:
         conn = psycopg2.connect(dsn, options=SESSION_OPTIONS, connect_timeout=10)
     except psycopg2.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SourceUnreachable(
-            f"source {source}: cannot connect to {safe_dsn(dsn)} "
-            f"(setting sources.{source}.credentials): {reason}"
+        raise connection_error(
+            f"source {source}: cannot connect to {safe_dsn(dsn)} (setting sources.{source}.credentials)",
+            reason,
         ) from None
     # Catalog reads must not hold a transaction open: slot creation waits for open ones.
     conn.autocommit = True

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dlt_sources.common.rejects import CastFlags
 from dlt_sources.postgres_cdc.arrow_types import to_arrow
 from dlt_sources.postgres_cdc.columns import bool_array, decode_tuples
 from dlt_sources.postgres_cdc.pgoutput import (
@@ -208,14 +209,15 @@ class ChangeLog:
             decoded = decode_tuples(pick(self.payloads), TUPLE_OFFSET, len(columns))
         except PgOutputError as exc:
             raise PgOutputError(f"table {self.schema}.{self.name}: {exc}") from None
+        flags = CastFlags()
         arrays = [
-            to_arrow(column.values, spec.type_oid, spec.type_modifier)
+            to_arrow(column.values, spec.type_oid, spec.type_modifier, flags, spec.name)
             for column, spec in zip(decoded.columns, columns, strict=True)
         ]
         arrays.append(pa.array(pick(self.lsns), type=pa.int64()))
         arrays.append(bool_array(decoded.tags == DELETE_TAG))
         names = [column.name for column in columns] + [LSN_COLUMN, DELETED_COLUMN]
-        table = pa.Table.from_arrays(arrays, names=names)
+        table = flags.attach(pa.Table.from_arrays(arrays, names=names))
         unchanged = [column.unchanged for column in decoded.columns if column.has_unchanged]
         if not unchanged:
             return table
@@ -344,14 +346,17 @@ class TableChanges:
         unresolved: UnresolvedRows | None = None
         if segment.lookup_keys:
             unresolved = self._unresolved(segment, rows, columns)
+        flags = CastFlags()
         arrays = [
-            to_arrow(pa.array(values, type=pa.binary()), column.type_oid, column.type_modifier)
+            to_arrow(
+                pa.array(values, type=pa.binary()), column.type_oid, column.type_modifier, flags, column.name
+            )
             for values, column in zip(columns, segment.columns, strict=True)
         ]
         arrays.append(pa.array([segment.lsns[i] for i in rows], type=pa.int64()))
         arrays.append(pa.array([segment.deleted[i] for i in rows], type=pa.bool_()))
         names = [column.name for column in segment.columns] + [LSN_COLUMN, DELETED_COLUMN]
-        return pa.Table.from_arrays(arrays, names=names), unresolved
+        return flags.attach(pa.Table.from_arrays(arrays, names=names)), unresolved
 
     def _unresolved(
         self, segment: Segment, rows: list[int], columns: list[list[Value]]

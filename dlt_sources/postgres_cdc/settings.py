@@ -12,6 +12,7 @@ from typing import Final
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.specs import BaseConfiguration, ConnectionStringCredentials
 
+from dlt_sources.common.rejects import MAX_STRING_BYTES, check_mode
 from dlt_sources.errors import SourceError
 
 DELETE_MODES: Final = ("hard", "soft")
@@ -36,6 +37,10 @@ class CdcSettings(BaseConfiguration):
     """Retained WAL above which the run report raises an alert."""
     resnapshot: bool = False
     """Drop the slot and reload every table from a new snapshot (``elt cdc resnapshot``)."""
+    bad_records: str = "quarantine"
+    """A row no warehouse can hold: ``quarantine`` it into ``_rejected_records`` or ``fail`` the run."""
+    max_string_bytes: int = MAX_STRING_BYTES
+    """Text or bytes values longer than this are bad records (default: Snowflake's limit)."""
 
     @property
     def dsn(self) -> str:
@@ -59,4 +64,5 @@ def resolve_settings(source: str) -> CdcSettings:
             f"source {source}: sources.{source}.delete_mode={settings.delete_mode!r}; "
             f"choose one of {', '.join(DELETE_MODES)}"
         )
+    settings.bad_records = check_mode(source, settings.bad_records)
     return settings

@@ -26,6 +26,7 @@ from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from psycopg2.extensions import connection as Connection
 
+from dlt_sources.common.rejects import CastFlags
 from dlt_sources.errors import SourceError
 from dlt_sources.postgres_cdc.arrow_types import to_arrow
 from dlt_sources.postgres_cdc.catalog import TableInfo
@@ -59,8 +60,12 @@ def open_snapshot(conn: Connection, snapshot_name: str) -> None:
         cur.execute("set transaction snapshot %s", (snapshot_name,))
 
 
-def read_table(conn: Connection, table: TableInfo) -> Iterator[pa.Table]:
-    """The table's rows in Arrow batches, typed like the change stream's."""
+def read_table(conn: Connection, table: TableInfo, block_bytes: int = READ_BLOCK_BYTES) -> Iterator[pa.Table]:
+    """The table's rows in Arrow batches, typed like the change stream's.
+
+    ``block_bytes`` must hold the largest row (Arrow's CSV reader cannot split one); values
+    that do not convert are flagged for the quarantine (common/rejects.py).
+    """
     names = [column.name for column in table.columns]
     query = sql.SQL("copy (select {} from {}) to stdout (format csv)").format(
         sql.SQL(", ").join(map(sql.Identifier, names)), table.identifier()
@@ -69,24 +74,39 @@ def read_table(conn: Connection, table: TableInfo) -> Iterator[pa.Table]:
         try:
             reader = pa_csv.open_csv(
                 stream,
-                read_options=pa_csv.ReadOptions(column_names=names, block_size=READ_BLOCK_BYTES),
+                read_options=pa_csv.ReadOptions(column_names=names, block_size=block_bytes),
                 parse_options=pa_csv.ParseOptions(newlines_in_values=True),
                 convert_options=pa_csv.ConvertOptions(
                     column_types=dict.fromkeys(names, pa.string()),
                     strings_can_be_null=True,  # COPY writes NULL as an empty unquoted field …
                     quoted_strings_can_be_null=False,  # … and '' as "".
+                    # … and nothing else: Arrow's default also reads NaN, NULL, N/A, null as NULL
+                    # (a numeric NaN or the text 'N/A' silently became NULL)
+                    null_values=[""],
                 ),
             )
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):  # an empty table (or COPY failed: raised on exit)
                 return
             raise
-        for batch in reader:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as exc:
+                if "straddl" not in str(exc):
+                    raise
+                raise SourceError(
+                    f"table {table.schema}.{table.name} has a row larger than the snapshot's read block "
+                    f"({block_bytes >> 20} MB); lower its largest values or raise max_string_bytes"
+                ) from None
+            flags = CastFlags()
             arrays = [
-                to_arrow(batch.column(i), column.type_oid, column.type_modifier)
+                to_arrow(batch.column(i), column.type_oid, column.type_modifier, flags, column.name)
                 for i, column in enumerate(table.columns)
             ]
-            yield pa.Table.from_arrays(arrays, names=names)
+            yield flags.attach(pa.Table.from_arrays(arrays, names=names))
 
 
 class _copy_out:  # a context manager that reads like a function
@@ -104,7 +124,9 @@ class _copy_out:  # a context manager that reads like a function
 
     def __enter__(self) -> BinaryIO:
         read_fd, write_fd = os.pipe()
-        self.reader = os.fdopen(read_fd, "rb", buffering=0)
+        # buffered: read(n) then waits for n bytes, so a block holds a whole large row (a raw
+        # pipe read returns at most what the pipe holds, and a row over several blocks fails)
+        self.reader = os.fdopen(read_fd, "rb", buffering=1 << 20)
         writer = os.fdopen(write_fd, "wb", buffering=1 << 20)
 
         def produce() -> None:

@@ -22,7 +22,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
-from dlt_sources.errors import SourceError, SourceUnreachable
+from dlt_sources.errors import SourceError, SourceUnreachable, connection_error
 from dlt_sources.postgres_cdc.arrow_types import SESSION_OPTIONS
 from dlt_sources.postgres_cdc.catalog import SlotLost, safe_dsn
 from dlt_sources.postgres_cdc.changes import ChangeLog
@@ -71,10 +71,10 @@ def replication_connection(dsn: str, source: str) -> Any:
             connect_timeout=10,
         )
     except psycopg2.OperationalError as exc:
-        raise SourceUnreachable(
+        raise connection_error(
             f"source {source}: cannot open a replication connection to {safe_dsn(dsn)} "
-            f"(setting sources.{source}.credentials; the role needs the REPLICATION attribute): "
-            f"{(str(exc).strip().splitlines() or ['?'])[0]}"
+            f"(setting sources.{source}.credentials; the role needs the REPLICATION attribute)",
+            (str(exc).strip().splitlines() or ["?"])[0],
         ) from None
 
 

@@ -8,7 +8,10 @@ name the setting), decoded once and yielded as Arrow tables, which skip dlt's ro
 normalizer (nested objects become JSON columns). A resource that declares its
 ``columns`` decodes its pages with msgspec into typed structs (typed_pages.py); a page
 that does not fit the declaration, or an undeclared resource, is decoded with orjson. An incremental
-cursor is sent as a request parameter and also filtered in Arrow by dlt.
+cursor is sent as a request parameter and also filtered in Arrow by dlt. Records that cannot
+load faithfully (no key, bad UTF-8, an integer beyond 64 bits, a timestamp outside years
+1-9999, an oversized string) go to ``_rejected_records`` or fail the run, per
+``sources.<name>.bad_records`` (common/rejects.py).
 
 ``ELT_REST_SOURCES_DIR`` points the loader at another folder (tests, deployments).
 """
@@ -26,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-import orjson
 import pyarrow as pa
 import requests
 from dlt.extract.source import DltSource
@@ -35,6 +37,7 @@ from dlt_sources.common.arrow import quiet_expected_hint_warnings, records_to_ar
 from dlt_sources.common.background import read_ahead
 from dlt_sources.common.declared import declared_in
 from dlt_sources.common.http import ApiClient, SourceSettings
+from dlt_sources.common.rejects import CastFlags, Quarantine, configured, tolerant_loads
 from dlt_sources.common.schema_policy import enforce
 
 from .config import PLACEHOLDER_RE, Resource, RestConfigError, RestSourceConfig, load_file
@@ -194,15 +197,17 @@ def _fits_declared(inferred: pa.DataType, declared: str | None) -> bool:
     return True
 
 
-def _cast(table: pa.Table, types: dict[str, pa.DataType]) -> pa.Table:
-    """Cast columns to their declared types (e.g. ISO strings to timestamps)."""
+def _cast(table: pa.Table, types: dict[str, pa.DataType], flags: CastFlags | None = None) -> pa.Table:
+    """Cast columns to their declared types (e.g. ISO strings to timestamps); with ``flags`` a
+    value that does not cast ('infinity', year 10000) is nulled and flagged for the quarantine."""
     for name, wanted in types.items():
         index = table.schema.get_field_index(name)
         if index < 0:
             continue
         column = table.column(index)
         if column.type != wanted:
-            table = table.set_column(index, name, column.cast(wanted))
+            cast = flags.cast(name, column, wanted) if flags is not None else column.cast(wanted)
+            table = table.set_column(index, name, cast)
     return table
 
 
@@ -304,7 +309,7 @@ def _pages(
 ) -> Iterator[list[dict[str, Any]] | TypedPage]:
     """Every page of one endpoint: typed when ``decoder`` takes it, else its list of records."""
     where = f"{resource.name} ({resource.path})"
-    decode = decoder.decode if decoder is not None else orjson.loads
+    decode = decoder.decode if decoder is not None else tolerant_loads
     with make_client() as client:
         auth_query: dict[str, str] = client.auth_query  # type: ignore[attr-defined]
         url, query = paginator.first(resource.path, {**params, **auth_query})
@@ -348,29 +353,41 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
         declared, resource.data_selector, make_paginator(paginator_spec).body_paths()
     )
 
+    key_columns = [key] if isinstance((key := resource.primary_key), str) else list(key or [])
+    int_columns = frozenset(name for name, data_type in declared.items() if data_type == "bigint")
+    quarantine: Quarantine = configured(config.name)
+
+    def screened(table: pa.Table, flags: CastFlags) -> pa.Table:
+        return quarantine.screen(resource.name, flags.attach(table), key_columns)
+
     def to_table(page: list[dict[str, Any]] | TypedPage) -> pa.Table:
         """Typed Arrow; only a page whose inferred types don't fit the declared ones pays
         for the per-value schema-policy check (a field that changed type), so the fast
-        path stays fast. (Arrow would happily cast an int to a timestamp: check first.)"""
+        path stays fast. (Arrow would happily cast an int to a timestamp: check first.)
+        A page Arrow refuses (bad text, an integer beyond 64 bits) has its bad records
+        set aside in Python; every table is screened (common/rejects.py)."""
+        flags = CastFlags()
         if isinstance(page, TypedPage):
             try:
-                return _cast(decoder.to_arrow(page.records), types)  # type: ignore[union-attr]
+                return screened(_cast(decoder.to_arrow(page.records), types, flags), flags)  # type: ignore[union-attr]
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # e.g. an int beyond int64
-                page = _selected(orjson.loads(page.content), resource.data_selector, resource.name)
+                page = _selected(tolerant_loads(page.content), resource.data_selector, resource.name)
+                flags = CastFlags()
         records = page
         try:
             table = records_to_arrow(records, json_columns=json_columns)
             if all(_fits_declared(field.type, declared.get(field.name)) for field in table.schema):
-                return _cast(table, types)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            pass
+                return screened(_cast(table, types, flags), flags)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
+            records = quarantine.screen_records(resource.name, records, key_columns, int_columns)
         checked = enforce(config.name, resource.name, records, declared, config.schema_policy)
-        return _cast(records_to_arrow(checked, json_columns=json_columns), types)
+        return screened(_cast(records_to_arrow(checked, json_columns=json_columns), types, flags), flags)
 
     def tables(params: dict[str, Any]) -> Iterator[Any]:
         """Arrow tables of ~BATCH_ROWS rows; pages are fetched and converted one thread ahead."""
         paginator = make_paginator(paginator_spec)  # fresh: paginators count
         pages = map(to_table, _pages(make_client, resource, paginator, params, decoder))
+        quarantine.take()  # nothing left over from a failed run in this process
         try:
             with _fewer_gc_passes():
                 batches = _batched(read_ahead([lambda: pages], PREFETCH_PAGES, "rest-prefetch"), BATCH_ROWS)
@@ -378,6 +395,9 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
                     yield from _declare_deduplicated(batches, merge_keys)
                 else:
                     yield from batches
+            rejected = quarantine.item()
+            if rejected is not None:
+                yield rejected
         finally:
             # hand the decode buffers back before dlt's load step (DuckDB) needs memory:
             # ~70 MB of peak RSS at a million records
@@ -402,7 +422,7 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
 
     inc = resource.incremental
     if inc is None:
-        return dlt.resource(fetch_all, **options)()
+        return quarantine.attach_to(dlt.resource(fetch_all, **options)())
 
     if merge_keys and inc.cursor_path in columns:
         # When a key repeats in one run (a record updated while we paged), dlt's merge keeps
@@ -424,7 +444,7 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
         initial_value=_coerce_initial(inc.initial_value, cursor_type),
         end_value=_coerce_initial(inc.end_value, cursor_type),
     )
-    return dlt.resource(fetch_incremental, **options)(cursor=incremental)
+    return quarantine.attach_to(dlt.resource(fetch_incremental, **options)(cursor=incremental))
 
 
 def rest_source(config: RestSourceConfig) -> DltSource:

@@ -19,8 +19,9 @@ from operator import attrgetter
 from typing import Any
 
 import msgspec
-import orjson
 import pyarrow as pa
+
+from dlt_sources.common.rejects import tolerant_loads
 
 _FIELD_TYPES: dict[str, Any] = {
     "text": str | None,
@@ -133,7 +134,7 @@ class PageDecoder:
         try:
             page = self._decoder.decode(content)
         except msgspec.DecodeError:  # includes ValidationError: a field or type not declared
-            return orjson.loads(content)
+            return tolerant_loads(content)
         records: list[Any] = []
         body: dict[str, Any] = {}
         self._walk(page, self._tree, body, records)

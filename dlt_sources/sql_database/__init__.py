@@ -12,11 +12,15 @@ normalizer; column types come from the table's reflected types, not from the dri
 A backfill reloads one cursor window without moving the stored cursor: the setting
 ``sources.<name>.backfill`` (``SOURCES__<NAME>__BACKFILL="<start>/<end>"``) or
 ``sql_database_source(config, backfill=Window(start, end))``.
+Malformed rows (a NULL or repeated configured key, a value no warehouse can hold) are
+quarantined into ``raw_<name>._rejected_records`` or fail the run, per
+``sources.<name>.bad_records`` (common/rejects.py, README.md "Bad rows").
 """
 
 # No `from __future__ import annotations`: dlt binds the incremental argument of a
 # resource function by resolving its annotation at runtime.
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +29,7 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from dlt.common.time import ensure_pendulum_date, ensure_pendulum_datetime
 from dlt.extract.source import DltSource
@@ -32,6 +37,7 @@ from dlt.extract.source import DltSource
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
 from dlt_sources.common.background import read_ahead
 from dlt_sources.common.declared import declared_in
+from dlt_sources.common.rejects import DUPLICATE_KEY, Quarantine, configured
 from dlt_sources.errors import SourceError
 from dlt_sources.rest.config import PLACEHOLDER_RE, resolve_placeholders
 
@@ -52,6 +58,9 @@ __all__ = [
 DEFAULT_DIR = Path(__file__).resolve().parent
 SOURCES_DIR_ENV = "ELT_SQL_SOURCES_DIR"
 DEDUPLICATED_HINT = "x-stage-data-deduplicated"
+# What PostgreSQL ("permission denied for table"), MySQL/MariaDB ("SELECT command denied")
+# and most other databases answer when the role may not read a table or column.
+_NOT_GRANTED = re.compile(r"permission denied|command denied|not authori[sz]ed|insufficient privilege", re.I)
 
 
 def sources_dir() -> Path:
@@ -125,6 +134,7 @@ class _Table:
     ref: sa.TableClause
     plans: tuple[ColumnPlan, ...]
     types: dict[str, Any]
+    key_enforced: bool = True  # the database guarantees the configured key: unique, not null
 
     def column(self, name: str) -> sa.ColumnClause[Any]:
         return sa.column(name, self.types[name])
@@ -149,7 +159,8 @@ def _reflect(database: Database, config: DatabaseConfig, table: TableConfig, ins
         reflected = inspector.get_columns(table.name, schema=config.schema)
     except sa.exc.NoSuchTableError:
         raise SqlConfigError(
-            f"{where}: the database has no such table (schema {config.schema or 'default'})"
+            f"{where}: the database has no such table (schema {config.schema or 'default'}), or "
+            f"the role of `{database.setting}` may not see it (MySQL hides tables it has no grant on)"
         ) from None
     names = [column["name"] for column in reflected]
     wanted = [("primary_key", k) for k in table.primary_key] + [
@@ -166,13 +177,62 @@ def _reflect(database: Database, config: DatabaseConfig, table: TableConfig, ins
             )
     json_text = _mariadb_json_columns(database, config.schema, table.name)
     plans = tuple(plan_columns(reflected, table.exclude_columns, json_text))
+    ref = sa.table(table.name, schema=config.schema)
+    _check_readable(database, ref, plans, where)
     return _Table(
         source=config.name,
         config=table,
-        ref=sa.table(table.name, schema=config.schema),
+        ref=ref,
         plans=plans,
         types={column["name"]: column["type"] for column in reflected},
+        key_enforced=_key_enforced(inspector, config.schema, table, reflected),
     )
+
+
+def _key_enforced(inspector: Any, schema: str | None, table: TableConfig, reflected: list[Any]) -> bool:
+    """Whether a constraint makes the configured key unique and NOT NULL.
+
+    Why: only then can the checks for repeated keys be skipped. A key declared only in the
+    YAML is checked on every read (the NULL check is free: Arrow counts nulls; the repeat
+    check costs one Arrow group-by over the keys read)."""
+    wanted = set(table.primary_key)
+    pk = inspector.get_pk_constraint(table.name, schema=schema) or {}
+    if set(pk.get("constrained_columns") or ()) == wanted:
+        return True
+    not_null = {column["name"] for column in reflected if not column.get("nullable", True)}
+    if not wanted <= not_null:
+        return False
+    uniques = [
+        set(u.get("column_names") or ()) for u in inspector.get_unique_constraints(table.name, schema=schema)
+    ]
+    uniques += [
+        set(i.get("column_names") or ())
+        for i in inspector.get_indexes(table.name, schema=schema)
+        if i.get("unique") and not (i.get("dialect_options") or {}).get("postgresql_where")
+    ]
+    return wanted in uniques
+
+
+def _check_readable(database: Database, ref: sa.TableClause, plans: Sequence[ColumnPlan], where: str) -> None:
+    """Select the planned columns of no row: a table or column the role may not read fails
+    here, named, not as a driver's stack trace halfway through the load.
+
+    Why: the source is meant to run as a read-only role granted SELECT on the configured
+    tables only (README.md, least privilege), so a table left out of the grants is a
+    setting to fix, not a crash.
+    """
+    probe = sa.select(*(plan.expression for plan in plans)).select_from(ref).where(sa.false())
+    try:
+        with database.engine.connect() as conn:
+            conn.execute(probe).close()
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        if not _NOT_GRANTED.search(reason):
+            raise
+        raise SqlConfigError(
+            f"{where}: the role of `{database.setting}` may not read it ({reason}); grant it SELECT on "
+            "the table, or remove the table from the file"
+        ) from None
 
 
 def _mariadb_json_columns(database: Database, schema: str | None, table: str) -> frozenset[str]:
@@ -222,13 +282,20 @@ def _resource(
         return _dlt_sql_table(database, config, reflected, options, backfill)
     options["name"] = table.name
     options["columns"] = {plan.name: plan.hint for plan in reflected.plans}
-    conform = Conformer(config.name, table.name, reflected.plans, table.primary_key)
+    quarantine = configured(config.name)
+    conform = Conformer(config.name, table.name, reflected.plans, table.primary_key, quarantine)
+    if table.incremental and not reflected.key_enforced:
+        # a repeated key is merged to one row: the newest cursor value wins
+        cursor_hint = options["columns"].get(table.cursor, {})
+        options["columns"][table.cursor] = {**cursor_hint, "dedup_sort": "desc"}
     if not table.incremental:
 
-        def read_all() -> Iterator[pa.Table]:
-            yield from _read(database, reflected, conform, [], table.partitions)
+        def read_all() -> Iterator[Any]:
+            quarantine.take()  # nothing left over from a failed run in this process
+            batches = _read(database, reflected, conform, [], table.partitions)
+            yield from _screened(reflected, quarantine, batches, merged=False)
 
-        return dlt.resource(read_all, **options)()
+        return quarantine.attach_to(dlt.resource(read_all, **options)())
 
     cursor_type = reflected.types[table.cursor]
     where = f"{config.file}: table `{table.name}`"
@@ -243,9 +310,10 @@ def _resource(
     )
 
     def read(cursor: dlt.sources.incremental[Any]) -> Iterator[Any]:
-        yield from _read_incremental(database, reflected, conform, cursor)
+        quarantine.take()
+        yield from _read_incremental(database, reflected, conform, cursor, quarantine)
 
-    return dlt.resource(read, **options)(cursor=incremental)
+    return quarantine.attach_to(dlt.resource(read, **options)(cursor=incremental))
 
 
 def _dlt_sql_table(
@@ -338,8 +406,52 @@ def _mark_holds(database: Database, table: _Table, start: Any, mark: CursorMark)
     return database.scalar_row(count)[0] == mark.count
 
 
+def _screened(table: _Table, quarantine: Quarantine, batches: Iterator[Any], merged: bool) -> Iterator[Any]:
+    """``batches``, then the run's rejected rows; a key declared only in the YAML is checked
+    for repeats across the whole read (one Arrow group-by at the end)."""
+    key = list(table.config.primary_key)
+    keys: list[pa.Table] | None = None if table.key_enforced else []
+    for batch in batches:
+        if keys is not None and isinstance(batch, pa.Table):
+            keys.append(batch.select(key))
+        elif keys is not None:  # a batch wrapped with hints
+            keys.append(batch.data.select(key))
+        yield batch
+    if keys:
+        _report_repeated_keys(table, quarantine, pa.concat_tables(keys), merged)
+    rejected = quarantine.item()
+    if rejected is not None:
+        yield rejected
+
+
+def _report_repeated_keys(table: _Table, quarantine: Quarantine, keys: pa.Table, merged: bool) -> None:
+    """One ``duplicate_key`` record per key that more than one row shares."""
+    names = keys.column_names
+    counts = keys.group_by(names).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
+    outcome = (
+        "the merge kept the row with the newest cursor value"
+        if merged
+        else "all were loaded (a full copy of the table)"
+    )
+    for row in repeated.to_pylist():
+        record_key = ", ".join(f"{name}={row[name]}" for name in names)
+        quarantine.reject(
+            table.config.name,
+            ", ".join(names),
+            DUPLICATE_KEY,
+            f"{row['count_all']} rows share this key, which the table does not enforce; {outcome}",
+            record_key,
+            {name: row[name] for name in names},
+        )
+
+
 def _read_incremental(
-    database: Database, table: _Table, conform: Conformer, cursor: dlt.sources.incremental[Any]
+    database: Database,
+    table: _Table,
+    conform: Conformer,
+    cursor: dlt.sources.incremental[Any],
+    quarantine: Quarantine,
 ) -> Iterator[Any]:
     """Rows from dlt's start value on, or one backfill window; keeps the tiebreak mark."""
     spec = table.config
@@ -362,20 +474,26 @@ def _read_incremental(
         conditions.append(column >= table.literal(spec.cursor, start))
     if end is not None:
         conditions.append(column < table.literal(spec.cursor, end))
-    if not conditions:
+    if not conditions and table.key_enforced:
         # The first read of the whole table: replace rather than merge. It is an exact
         # copy, and dlt loads it straight into the table instead of merging from staging.
         hints: dict[str, Any] = {"write_disposition": "replace"}
-    else:  # one read gives each key once, so dlt may skip its ROW_NUMBER() de-duplication
+    elif table.key_enforced:  # one read gives each key once, so dlt may skip its ROW_NUMBER() de-duplication
         hints = {"additional_table_hints": {DEDUPLICATED_HINT: True}}
+    else:  # a key the database does not enforce may repeat: dlt de-duplicates (newest cursor wins)
+        hints = {"additional_table_hints": {DEDUPLICATED_HINT: False}}
     # increments are small: one query, one snapshot; full reads and backfills use the ranges
     partitions = spec.partitions if not conditions or backfilling else 1
     tracker = MarkTracker(spec.cursor, spec.primary_key[0]) if use_mark else None
     batches = _read(database, table, conform, conditions, partitions)
-    for index, batch in enumerate(batches):
-        if tracker is not None:
-            tracker.add(batch)
-        yield dlt.mark.with_hints(batch, dlt.mark.make_hints(**hints)) if index == 0 else batch
+
+    def hinted() -> Iterator[Any]:
+        for index, batch in enumerate(batches):
+            if tracker is not None:
+                tracker.add(batch)
+            yield dlt.mark.with_hints(batch, dlt.mark.make_hints(**hints)) if index == 0 else batch
+
+    yield from _screened(table, quarantine, hinted(), merged=True)
     if tracker is not None:
         mark = tracker.mark(previous, start, tiebreak_used)
         if mark is None:

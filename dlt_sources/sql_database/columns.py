@@ -6,7 +6,9 @@ types, reflected once through SQLAlchemy, decide instead: ``numeric(p,s)`` becom
 ``decimal128(p,s)`` and DECIMAL(p,s), json/jsonb and arrays become JSON text with the
 ``json`` hint, uuid/enum/interval and types no driver maps exactly are selected as text,
 timestamps keep (or lack) their time zone. A value that does not fit its column's type
-fails the run naming source, table, column and the row's primary key.
+(NaN in a decimal, a timestamp outside years 1-9999, a null key, an oversized string) is
+quarantined into ``_rejected_records`` or fails the run naming source, table, column and
+the row's primary key, per ``sources.<name>.bad_records`` (common/rejects.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from dlt_sources.common.rejects import CastFlags, Quarantine
 from dlt_sources.errors import SourceError
 
 MAX_DECIMAL_PRECISION = 38  # decimal128, and DuckDB's widest DECIMAL
@@ -118,21 +121,28 @@ class ConversionError(SourceError):
 
 @dataclass(frozen=True)
 class Conformer:
-    """Casts each batch a driver returns to the planned Arrow types."""
+    """Casts each batch a driver returns to the planned Arrow types, then screens it.
+
+    With a ``quarantine`` in quarantine mode a value that does not cast is set aside with
+    its row; without one (or in fail mode) the first such value fails the run.
+    """
 
     source: str
     table: str
     plans: tuple[ColumnPlan, ...]
     primary_key: tuple[str, ...]
+    quarantine: Quarantine | None = None
 
     def __call__(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         columns: list[pa.ChunkedArray] = []
         fields: list[pa.Field] = []
+        quarantine = self.quarantine
+        flags = CastFlags() if quarantine is not None and quarantine.mode == "quarantine" else None
         for plan in self.plans:
             values = _plain(table.column(plan.name))
             if plan.arrow_type is not None and values.type != plan.arrow_type:
-                values = self._cast(table, plan, values)
+                values = self._cast(table, plan, values, flags)
             # NOT NULL columns stay non-nullable in Arrow (the drivers mark every field
             # nullable): dlt's incremental otherwise filters each batch twice for NULL
             # cursors, copying every column (~1.4 s of 5M rows, measured by bench/sql.py)
@@ -141,7 +151,12 @@ class Conformer:
                 raise self._null_error(table, plan, values)
             columns.append(values)
             fields.append(pa.field(plan.name, values.type, nullable=nullable))
-        return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+        conformed = pa.Table.from_arrays(columns, schema=pa.schema(fields))
+        if quarantine is None:
+            return conformed
+        if flags is not None:
+            conformed = flags.attach(conformed)
+        return quarantine.screen(self.table, conformed, self.primary_key)
 
     def _row_key(self, table: pa.Table, index: int) -> str:
         return ", ".join(f"{k}={table.column(k)[index].as_py()!r}" for k in self.primary_key)
@@ -153,7 +168,9 @@ class Conformer:
             f"is declared NOT NULL but the driver returned NULL (row {self._row_key(table, index)})"
         )
 
-    def _cast(self, table: pa.Table, plan: ColumnPlan, values: pa.ChunkedArray) -> pa.ChunkedArray:
+    def _cast(
+        self, table: pa.Table, plan: ColumnPlan, values: pa.ChunkedArray, flags: CastFlags | None = None
+    ) -> pa.ChunkedArray:
         target = plan.arrow_type
         if (
             pa.types.is_timestamp(values.type)
@@ -165,6 +182,8 @@ class Conformer:
             if values.type == target:
                 return values
         try:
+            if flags is not None:
+                return flags.cast(plan.name, values, target)
             return values.cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
             raise self._first_bad_value(table, plan, values) from None

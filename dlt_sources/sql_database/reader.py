@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from dlt_sources.errors import SourceError, SourceUnreachable
+from dlt_sources.errors import SourceError, connection_error
 
 POSTGRES = "postgresql"
 MYSQL_DIALECTS = frozenset({"mysql", "mariadb"})
@@ -116,9 +116,10 @@ def connect(source: str, setting: str, credentials: str, configured_backend: str
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise SourceUnreachable(
+        raise connection_error(
             f"source {source}: cannot connect to {url.render_as_string(hide_password=True)} "
-            f"(setting {setting}): {reason}"
+            f"(setting {setting})",
+            reason,
         ) from None
     backend = backend_for(engine.dialect.name, configured_backend)
     return Database(source, setting, url, engine, backend)

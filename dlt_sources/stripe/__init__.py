@@ -20,6 +20,7 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
+from dlt_sources.common.rejects import MAX_STRING_BYTES, Quarantine
 from dlt_sources.errors import SourceError
 
 from . import cursor as events_cursor
@@ -67,13 +68,16 @@ def stripe_source(
     max_retries: int = settings.MAX_RETRIES,
     backoff_factor: float = settings.BACKOFF_FACTOR,
     schema_policy: str = settings.SCHEMA_POLICY,
+    bad_records: str = "quarantine",
+    max_string_bytes: int = MAX_STRING_BYTES,
 ) -> list[DltResource]:
     """Stripe objects as merge resources kept current through the events feed.
 
     Config lives under `sources.stripe` (env `SOURCES__STRIPE__API_KEY`,
     `SOURCES__STRIPE__BASE_URL`, ...). `initial_created` (unix seconds) bounds the
     first (full) sync; `schema_policy` (evolve | freeze | discard) decides what a field
-    that changes type does.
+    that changes type does; `bad_records` (quarantine | fail) what an object that cannot
+    load faithfully does (see `dlt_sources.common.rejects`).
     """
     if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}")
@@ -83,6 +87,9 @@ def stripe_source(
             f"stripe source: `{settings.SCHEMA_POLICY_SETTING}` must be one of "
             f"{', '.join(settings.SCHEMA_POLICIES)}, got {schema_policy!r}."
         )
+    quarantines = {
+        name: Quarantine("stripe", bad_records, max_string_bytes) for name in (*settings.ENDPOINTS, "events")
+    }
     # Fail fast on an empty key / malformed URL before any resource runs.
     StripeClient(api_key, base_url).close()
 
@@ -121,6 +128,8 @@ def stripe_source(
         types = settings.EVENT_TYPES[endpoint]
         state = dlt.current.resource_state()
         cursor: events_cursor.Cursor | None = state.get("events_cursor")
+        quarantine = quarantines[endpoint]
+        quarantine.take()  # nothing left over from a failed run in this process
         with client() as api:
             expired = cursor is not None and events_cursor.is_expired(
                 cursor, _now(), settings.EVENT_RETENTION_S, settings.EVENT_RETENTION_MARGIN_S
@@ -139,7 +148,7 @@ def stripe_source(
                 params = {"created[gte]": initial_created} if initial_created else {}
                 # dlt spends ~10 ms per yielded table: hand it thousands of rows at a time
                 for rows in _batched(api.paginate(endpoint, params, page_size)):
-                    yield to_arrow(endpoint, rows, policy)
+                    yield to_arrow(endpoint, rows, policy, quarantine)
                 state["full_reads"] = int(state.get("full_reads", 0)) + 1
             else:
                 read_at = _now()
@@ -150,8 +159,11 @@ def stripe_source(
                     for oid, state_ in changes.items()
                 ]
                 for chunk in _chunks(rows):
-                    yield to_arrow(endpoint, chunk, policy)
+                    yield to_arrow(endpoint, chunk, policy, quarantine)
                 new_cursor = events_cursor.advance(cursor, applied, read_at)
+        rejected = quarantine.item()
+        if rejected is not None:
+            yield rejected
         # only reached when every page was read: a failed sync keeps the old cursor
         state["events_cursor"] = new_cursor
 
@@ -167,33 +179,42 @@ def stripe_source(
                 "events in the gap are lost, loading every event Stripe still has."
             )
             cursor = None
+        quarantine = quarantines["events"]
+        quarantine.take()
         with client() as api:
             applied = events_cursor.new_events(read_events(api, cursor and cursor["created"], None), cursor)
             for chunk in _chunks(event_rows(applied)):
-                yield to_arrow("events", chunk, policy)
+                yield to_arrow("events", chunk, policy, quarantine)
+        rejected = quarantine.item()
+        if rejected is not None:
+            yield rejected
         state["events_cursor"] = events_cursor.advance(cursor, applied, now)
 
     quiet_expected_hint_warnings([*settings.ENDPOINTS, "events"])
     contract = {"data_type": settings.SCHEMA_POLICIES[policy]}
     resources = [
-        dlt.resource(
-            objects,
-            name=endpoint,
-            write_disposition="merge",
-            primary_key="id",
-            columns=COLUMNS[endpoint],
-            schema_contract=contract,
-        )(endpoint)
+        quarantines[endpoint].attach_to(
+            dlt.resource(
+                objects,
+                name=endpoint,
+                write_disposition="merge",
+                primary_key="id",
+                columns=COLUMNS[endpoint],
+                schema_contract=contract,
+            )(endpoint)
+        )
         for endpoint in settings.ENDPOINTS
     ]
     resources.append(
-        dlt.resource(
-            events,
-            name="events",
-            write_disposition="merge",
-            primary_key="id",
-            columns=COLUMNS["events"],
-            schema_contract=contract,
-        )()
+        quarantines["events"].attach_to(
+            dlt.resource(
+                events,
+                name="events",
+                write_disposition="merge",
+                primary_key="id",
+                columns=COLUMNS["events"],
+                schema_contract=contract,
+            )()
+        )
     )
     return resources

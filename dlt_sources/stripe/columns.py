@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from dlt_sources.common.arrow import records_to_arrow
+from dlt_sources.common.rejects import Quarantine
 from dlt_sources.common.schema_policy import enforce
 
 from . import settings
@@ -158,13 +159,33 @@ def prepare(table: str, records: Sequence[dict[str, Any]], policy: str) -> list[
     return enforce("stripe", table, folded, declared, policy)
 
 
-def to_arrow(table: str, records: Sequence[dict[str, Any]], policy: str) -> pa.Table:
-    """One Arrow table with the declared types pinned; new fields become new columns."""
-    return records_to_arrow(
-        prepare(table, records, policy),
-        json_columns=JSON_COLUMNS[table],
-        schema=ARROW_SCHEMAS[table],
-    )
+INT_COLUMNS: dict[str, frozenset[str]] = {
+    table: frozenset(name for name, hint in columns.items() if hint["data_type"] == "bigint")
+    for table, columns in COLUMNS.items()
+}
+EPOCH_COLUMNS = ("created",)
+"""Unix seconds: outside years 1-9999 no warehouse can turn them into timestamps."""
+
+
+def to_arrow(
+    table: str, records: Sequence[dict[str, Any]], policy: str, quarantine: Quarantine | None = None
+) -> pa.Table:
+    """One Arrow table with the declared types pinned; new fields become new columns.
+
+    With a ``quarantine``, records that cannot load faithfully (no id, text that is not
+    UTF-8, an integer beyond 64 bits, a `created` outside years 1-9999) are set aside.
+    """
+    prepared = prepare(table, records, policy)
+    try:
+        arrow = records_to_arrow(prepared, json_columns=JSON_COLUMNS[table], schema=ARROW_SCHEMAS[table])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
+        if quarantine is None:
+            raise
+        prepared = quarantine.screen_records(table, prepared, ("id",), INT_COLUMNS[table])
+        arrow = records_to_arrow(prepared, json_columns=JSON_COLUMNS[table], schema=ARROW_SCHEMAS[table])
+    if quarantine is None:
+        return arrow
+    return quarantine.screen(table, arrow, ("id",), epoch_seconds=EPOCH_COLUMNS)
 
 
 def event_rows(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

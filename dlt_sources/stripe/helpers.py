@@ -67,15 +67,17 @@ class StripeClient(ApiClient):
             if not isinstance(body, dict) or body.get("object") != "list":
                 raise ApiError(f"stripe source: GET /v1/{endpoint} did not answer a list object")
             data: Page = body.get("data") or []
-            fresh = [obj for obj in data if obj["id"] not in seen]
-            seen.update(obj["id"] for obj in fresh)
+            # an object without an id is kept (and quarantined by columns.to_arrow), never "seen"
+            fresh = [obj for obj in data if obj.get("id") is None or obj["id"] not in seen]
+            seen.update(obj["id"] for obj in fresh if obj.get("id") is not None)
             if fresh:
                 yield fresh
             if not body.get("has_more") or not data:
                 return
-            if query.get("starting_after") == data[-1]["id"]:
+            last = data[-1].get("id")
+            if last is None or query.get("starting_after") == last:
                 raise ApiError(f"stripe source: pagination of /v1/{endpoint} did not advance")
-            query["starting_after"] = data[-1]["id"]
+            query["starting_after"] = last
 
     def should_retry(self, response: requests.Response) -> bool:
         """Stripe's `Stripe-Should-Retry` header wins over the status code."""

@@ -156,3 +156,26 @@ def running_postgres(pgdata: Path, *, durable: bool = True) -> Iterator[Postgres
         yield PostgresServer(host="127.0.0.1", port=port, pgdata=pgdata)
     finally:
         _run([_bin("pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"], user, timeout=60)
+
+
+def restart(server: PostgresServer) -> None:
+    """Restart a running server in place (same port and options): every connection drops.
+
+    For the reliability campaign's "PostgreSQL restarted mid-snapshot / mid-stream" faults.
+    """
+    _run(
+        # -l: the log file is pg_ctl's own option, not kept from the first start
+        [
+            _bin("pg_ctl"),
+            "-D",
+            str(server.pgdata),
+            "-w",
+            "-m",
+            "fast",
+            "-l",
+            str(server.pgdata / "server.log"),
+            "restart",
+        ],
+        _service_user(),
+        timeout=90,
+    )

@@ -110,6 +110,15 @@ class TicketStore:
                 self._log.append((updated, int(item["id"]), orjson.dumps(item)))
             self._pages.clear()
 
+    def upsert_raw(self, updated_at: str, key: int, body: bytes) -> None:
+        """Append one record's JSON text exactly as given: a malformed record an API might send
+        (no id, invalid UTF-8, a huge number) for the bad-input tests. ``key`` stands in for
+        its id in the change log; ``updated_at`` must not go back in time."""
+        with self._lock:
+            self._latest[key] = self.n + len(self._log)
+            self._log.append((parse_iso(updated_at), key, body))
+            self._pages.clear()
+
     def count(self) -> int:
         """Distinct tickets."""
         return self.n + sum(1 for tid in self._latest if tid > self.n)

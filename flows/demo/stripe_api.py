@@ -197,6 +197,16 @@ class StripeStore:
                 self._emit(_created_event_type(kind, stored), raw, at=stored["created"] if history else None)
         return [stored for stored, _ in prepared]
 
+    def add_raw(self, kind: str, key: str, created: int, raw: bytes) -> None:
+        """List one object's JSON text exactly as given (no event): a malformed object for the
+        bad-input tests (no id, invalid UTF-8, a huge number). ``key`` stands in for its id."""
+        coll = self._collection(kind)
+        with self._lock:
+            coll.objects[key] = {}
+            coll.raw[key] = raw
+            coll.keys.append((created, key))
+            coll.keys.sort()
+
     def update(self, kind: str, id: str, event_type: str | None = None, **fields: Any) -> dict[str, Any]:
         """Replace top-level fields of an existing object (like Stripe's POST /v1/<kind>/<id>).
 

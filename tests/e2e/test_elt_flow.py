@@ -2,7 +2,10 @@
 a DuckDB file, dbt through prefect-dbt, Soda contracts, all inside Prefect runs.
 
 The runs build on each other (first load → unchanged re-run on a fresh worker →
-source changes → unreachable source), so they share one module-scoped set-up.
+source changes → bad rows → wrong credentials → unreachable source), so they share one
+module-scoped set-up. Every secret is a known value (the shop's replication role really
+has to give its password), so the last tests can search everything the runs left behind
+for them, and for the customers' raw emails.
 """
 
 from __future__ import annotations
@@ -10,16 +13,33 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+from prefect.variables import Variable
 from typer.testing import CliRunner
 
+from flows.alerts import INCIDENTS_VARIABLE
+from flows.audit import FAILED, LOADED
 from flows.cli import app
 from flows.config import load_settings
-from flows.demo import DemoSources, demo_sources, environment
+from flows.demo import (
+    DEMO_GITHUB_TOKEN,
+    DEMO_STRIPE_KEY,
+    DEMO_TICKETS_TOKEN,
+    DemoSources,
+    demo_sources,
+    environment,
+    shop_db,
+)
+from flows.demo.postgres import PostgresServer
 from flows.elt import EltRunFailed, elt
+from flows.ingest import SOURCES
 from tests.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
@@ -28,21 +48,90 @@ from tests.demo_tables import (
     expected_change_rows,
     rows_loaded,
 )
+from tests.integration.receivers import Received, webhook_receiver
+from tests.pg_auth import password_dsn, require_password
+from tests.secret_scan import (
+    EMAIL_SQL,
+    Text,
+    dbt_folders,
+    emails_in,
+    exception_texts,
+    file_texts,
+    flow_run_ids_since,
+    leaks,
+    prefect_texts,
+    warehouse_texts,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 
 N_ORDERS = 3_000
+# Known secret values: none of them may turn up in anything the runs leave behind.
+SHOP_PASSWORD = "shop-cdc-pw-5ecret-7f3a9c"
+PII_SALT = "pii-salt-5ecret-0b6e4d2a"
+WEBHOOK_TOKEN = "e2e-hook-token-5ecret-91c2"
+WRONG_STRIPE_KEY = "sk_test_revoked_e2e_5ecret_0044"
+WRONG_SHOP_PASSWORD = "wrong-shop-pw-5ecret-d81e"
+SECRETS = [
+    DEMO_STRIPE_KEY,
+    DEMO_GITHUB_TOKEN,
+    DEMO_TICKETS_TOKEN,
+    SHOP_PASSWORD,
+    PII_SALT,
+    WEBHOOK_TOKEN,
+    WRONG_STRIPE_KEY,
+    WRONG_SHOP_PASSWORD,
+]
 
 
 @pytest.fixture(scope="module")
-def sources(module_dir: Path) -> Iterator[DemoSources]:
+def started() -> datetime:
+    """When this module's first flow run was not yet created: its runs are the ones after."""
+    return datetime.now(UTC) - timedelta(seconds=1)
+
+
+@pytest.fixture(scope="module")
+def evidence() -> list[Text]:
+    """Texts the tests saw that Prefect does not keep: raised exceptions, the CLI's output."""
+    return []
+
+
+@dataclass(frozen=True)
+class AlertChannel:
+    url: str
+    received: Received
+
+    @property
+    def messages(self) -> list[tuple[str, str, str]]:
+        return self.received.messages
+
+
+@pytest.fixture(scope="module")
+def alerts() -> Iterator[AlertChannel]:
+    """A webhook alert channel on 127.0.0.1; its URL carries a token, like a real one."""
+    with webhook_receiver() as (url, received):
+        yield AlertChannel(f"{url}/e2e?token={WEBHOOK_TOKEN}", received)
+
+
+def shop_dsn(postgres: PostgresServer, password: str) -> str:
+    return password_dsn(postgres, shop_db.DATABASE, shop_db.REPLICATION_ROLE, password)
+
+
+@pytest.fixture(scope="module")
+def sources(module_dir: Path, started: datetime, alerts: AlertChannel) -> Iterator[DemoSources]:
     workdir = module_dir
-    warehouse = {"ELT_DUCKDB_PATH": str(workdir / "warehouse.duckdb")}
-    with (
-        demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo,
-        environment(demo.environment() | warehouse),
-    ):
-        yield demo
+    Variable.set(INCIDENTS_VARIABLE, {}, overwrite=True)  # incidents opened by other modules' runs
+    with demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo:
+        require_password(demo.postgres, shop_db.REPLICATION_ROLE, SHOP_PASSWORD)
+        settings = {
+            "ELT_DUCKDB_PATH": str(workdir / "warehouse.duckdb"),
+            "SOURCES__SHOP__CREDENTIALS": shop_dsn(demo.postgres, SHOP_PASSWORD),
+            "TRANSFORM__PII_SALT": PII_SALT,
+            "ALERTS__WEBHOOK": alerts.url,
+        }
+        with environment(demo.environment() | settings):
+            yield demo
+    Variable.set(INCIDENTS_VARIABLE, {}, overwrite=True)
 
 
 def counts(path: Path) -> dict[str, int]:
@@ -56,8 +145,9 @@ def query(path: Path, sql: str) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def first_run(sources: DemoSources) -> dict[str, int]:
+def first_run(sources: DemoSources, evidence: list[Text]) -> dict[str, int]:
     summary = elt()
+    evidence.append(("first run's summary", repr(summary)))
     assert summary.ok, summary.error
     return counts(load_settings().duckdb_path)
 
@@ -123,14 +213,29 @@ def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run
     )
     assert addresses == [(2,)] * 3
     # AND no personal data is readable in any published mart
-    text_columns = query(
+    assert_no_raw_email_in_marts(path)
+
+
+def assert_no_raw_email_in_marts(path: Path) -> None:
+    """Every column of every published mart, read as text, holds nothing shaped like an email
+    address; the same pattern does find the raw customers' emails, so the scan is not blind."""
+    columns = query(
         path,
         "select table_name, column_name from information_schema.columns"
-        " where table_schema = 'analytics_marts' and data_type = 'VARCHAR'",
+        " where table_schema = 'analytics_marts' order by all",
     )
-    for table, column in text_columns:
-        (clear,) = query(path, f"select count(*) from analytics_marts.{table} where {column} like '%@%'")[0]
+    assert {table for table, _ in columns} >= set(PUBLISHED_MARTS)
+    for table, column in columns:
+        (clear,) = query(
+            path,
+            f"select count(*) from analytics_marts.{table}"
+            f" where regexp_matches(cast(\"{column}\" as varchar), '{EMAIL_SQL}')",
+        )[0]
         assert clear == 0, f"analytics_marts.{table}.{column} holds email addresses"
+    (raw,) = query(
+        path, f"select count(*) from raw_shop.customers where regexp_matches(email, '{EMAIL_SQL}')"
+    )[0]
+    assert raw > 0
 
 
 PUBLISHED_MARTS = [
@@ -160,7 +265,7 @@ def failed_checks(summary: object) -> set[str]:
 
 
 def test_bad_raw_rows_fail_at_their_contract_and_leave_published_marts_untouched(
-    sources: DemoSources, first_run: dict[str, int]
+    sources: DemoSources, first_run: dict[str, int], evidence: list[Text]
 ) -> None:
     path = load_settings().duckdb_path
     before = published_marts(path)
@@ -177,6 +282,7 @@ def test_bad_raw_rows_fail_at_their_contract_and_leave_published_marts_untouched
     # WHEN the flow runs THEN it stops at the raw contracts, naming table, check and value
     with pytest.raises(EltRunFailed) as failure:
         elt(sources=["shop", "stripe"])
+    evidence += exception_texts(failure.value, "bad raw rows")
     assert failed_checks(failure.value.summary) == {
         "raw_stripe.charges: check 'duplicate id' failed (duplicate_count=1)",
         "raw_stripe.refunds: check 'invalid amount' failed (invalid_count=1)",
@@ -197,7 +303,7 @@ def test_bad_raw_rows_fail_at_their_contract_and_leave_published_marts_untouched
 
 
 def test_a_mart_rule_broken_by_good_looking_rows_quarantines_and_publishes_nothing(
-    sources: DemoSources, first_run: dict[str, int]
+    sources: DemoSources, first_run: dict[str, int], evidence: list[Text]
 ) -> None:
     path = load_settings().duckdb_path
     before = published_marts(path)
@@ -215,6 +321,7 @@ def test_a_mart_rule_broken_by_good_looking_rows_quarantines_and_publishes_nothi
         # WHEN the flow runs THEN the audited fct_orders fails its business rule
         with pytest.raises(EltRunFailed) as failure:
             elt(sources=["stripe"])
+        evidence += exception_texts(failure.value, "mart rule")
         assert failed_checks(failure.value.summary) == {
             "analytics_marts_audit.fct_orders: "
             "check 'failed_rows: refunds never exceed payments' failed (failed_rows_count=1)"
@@ -240,7 +347,7 @@ def test_a_mart_rule_broken_by_good_looking_rows_quarantines_and_publishes_nothi
 
 
 def test_unreachable_source_fails_with_one_line_and_touches_nothing(
-    sources: DemoSources, first_run: dict[str, int], monkeypatch: pytest.MonkeyPatch
+    sources: DemoSources, first_run: dict[str, int], monkeypatch: pytest.MonkeyPatch, evidence: list[Text]
 ) -> None:
     path = load_settings().duckdb_path
     before = counts(path)
@@ -249,6 +356,7 @@ def test_unreachable_source_fails_with_one_line_and_touches_nothing(
     monkeypatch.setenv("ELT_INGEST_RETRIES", "0")
     # WHEN the flow runs through the CLI
     result = CliRunner().invoke(app, ["run", "--source", "shop"])
+    evidence.append(("elt run output", result.output))
     # THEN it exits non-zero with one line naming the source and its setting
     assert result.exit_code == 1
     error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
@@ -257,5 +365,122 @@ def test_unreachable_source_fails_with_one_line_and_touches_nothing(
     assert "sources.shop.credentials" in error_lines[0]
     # AND nothing already loaded changed
     assert counts(path) == before
-    with pytest.raises(EltRunFailed):
+    with pytest.raises(EltRunFailed) as failure:
         elt(sources=["shop"])
+    evidence += exception_texts(failure.value, "unreachable")
+
+
+def test_wrong_credentials_fail_at_ingest_naming_each_source_and_alert_once(
+    sources: DemoSources,
+    first_run: dict[str, int],
+    alerts: AlertChannel,
+    evidence: list[Text],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = load_settings().duckdb_path
+    before = counts(path)
+    sent = len(alerts.messages)
+    # GIVEN a wrong password for the shop's replication role and a revoked Stripe key, no retries
+    monkeypatch.setenv("SOURCES__SHOP__CREDENTIALS", shop_dsn(sources.postgres, WRONG_SHOP_PASSWORD))
+    monkeypatch.setenv("SOURCES__STRIPE__API_KEY", WRONG_STRIPE_KEY)
+    monkeypatch.setenv("ELT_INGEST_RETRIES", "0")
+    # WHEN the flow runs
+    with pytest.raises(EltRunFailed) as failure:
+        elt(sources=["shop", "stripe"])
+    evidence += exception_texts(failure.value, "wrong credentials")
+    # THEN it stops at ingest naming the source, touches nothing, and sends one alert
+    summary = failure.value.summary
+    assert summary.failed_stage == "ingest" and summary.dbt is None
+    assert "shop" in summary.error, summary.error
+    assert counts(path) == before
+    assert len(alerts.messages) == sent + 1, alerts.messages[sent:]
+
+
+def elt_runs_since(started: datetime) -> list[tuple[str, list[str]]]:
+    """This module's ``elt`` flow runs: (flow run id, the sources it was asked to load)."""
+    runs = FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids_since(started)))
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["elt"])), flow_run_filter=runs
+        )
+    return [(str(run.id), list(run.parameters.get("sources") or SOURCES)) for run in found]
+
+
+def test_every_load_of_every_run_has_an_audit_row_per_table(
+    sources: DemoSources, first_run: dict[str, int], started: datetime
+) -> None:
+    # GIVEN the runs above: loaded, unchanged, changed, failed at a contract, at a credential
+    path = load_settings().duckdb_path
+    runs = elt_runs_since(started)
+    assert len(runs) >= 2
+    tables = {
+        source: {
+            table
+            for (table,) in query(
+                path,
+                "select table_name from information_schema.tables"
+                f" where table_schema = 'raw_{source}' and not starts_with(table_name, '_')",
+            )
+        }
+        for source in SOURCES
+    }
+    outcomes = set()
+    for run_id, asked in runs:
+        rows = query(
+            path, f"select source, table_name, outcome, error from elt_audit.loads where run_id = '{run_id}'"
+        )
+        # THEN each source of each run has one row per raw table when it loaded (0 rows
+        # included), or one row with the error when it failed
+        for source in asked:
+            mine = [row for row in rows if row[0] == source]
+            outcome = {row[2] for row in mine}
+            assert outcome in ({LOADED}, {FAILED}), (run_id, source, mine)
+            if outcome == {LOADED}:
+                # bookkeeping tables (dlt's, rejected records: `_…`) aside
+                audited = {table for _, table, _, _ in mine if not (table or "").startswith("_")}
+                assert audited == tables[source], (run_id, source)
+            else:
+                [(_, table, _, error)] = mine
+                assert table is None and error, (run_id, source, mine)
+            outcomes |= outcome
+        assert {row[0] for row in rows} == set(asked)
+    assert outcomes == {LOADED, FAILED}
+
+
+def test_no_secret_in_any_log_artifact_alert_exception_file_or_table(
+    sources: DemoSources,
+    first_run: dict[str, int],
+    alerts: AlertChannel,
+    evidence: list[Text],
+    started: datetime,
+) -> None:
+    # GIVEN the runs above, with known secret values, failing ones among them
+    settings = load_settings()
+    texts = list(evidence)
+    texts += [(f"alert to {place}", subject + text) for place, subject, text in alerts.messages]
+    texts += prefect_texts(flow_run_ids_since(started))
+    texts += file_texts(settings.pipelines_dir, *dbt_folders())
+    warehouse = warehouse_texts(settings.duckdb_path)
+    texts += [(where, text) for where, text in warehouse if where != "restricted.pii_salt"]
+    # THEN the scan can see a secret where one belongs: the salt in its restricted table
+    assert PII_SALT in dict(warehouse)["restricted.pii_salt"]
+    assert alerts.messages and any(where.startswith("log ") for where, _ in texts)
+    assert any("dbt.log" in where for where, _ in texts) and any("trace" in where for where, _ in texts)
+    # AND no log line, artifact, state message, Prefect Variable, alert, exception, dlt or dbt
+    # file, nor any other warehouse table holds one
+    assert leaks(texts, SECRETS) == []
+
+
+def test_no_raw_email_in_published_marts_dbt_artifacts_or_logs(
+    sources: DemoSources, first_run: dict[str, int], started: datetime
+) -> None:
+    path = load_settings().duckdb_path
+    assert_no_raw_email_in_marts(path)
+    # every customer email the sources delivered, as loaded into raw
+    emails = {email.lower() for (email,) in query(path, "select email from raw_shop.customers")}
+    emails |= {email.lower() for (email,) in query(path, "select email from raw_stripe.customers") if email}
+    assert len(emails) > 100
+    texts = file_texts(*dbt_folders()) + prefect_texts(flow_run_ids_since(started))
+    assert any(where.endswith("manifest.json") for where, _ in texts)
+    # THEN none reached dbt's compiled SQL, manifest, run results or logs, nor a Prefect log line
+    assert emails_in(texts, emails) == []

@@ -3,13 +3,9 @@ source, and a row-by-row comparison of a PostgreSQL table with its warehouse cop
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import dlt
@@ -19,6 +15,7 @@ import psycopg2
 from dlt_sources.postgres_cdc import replication_resource, resolve_settings
 from dlt_sources.postgres_cdc.catalog import describe_tables, setup_publication
 from flows.demo.postgres import PostgresServer
+from tests.row_hashes import row_hash
 
 SOURCE = "cdc_test"
 ROLE = "elt_cdc_test"
@@ -86,26 +83,8 @@ def cdc_test_source(tables: list[str]) -> Iterator[Any]:
     yield replication_resource(SOURCE, tables, resolve_settings(SOURCE))
 
 
-def _canonical(value: Any) -> Any:
-    """One representation for a value read from PostgreSQL or DuckDB."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, Decimal):
-        return str(value.normalize())
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    if isinstance(value, str) and value[:1] in "{[":
-        try:
-            return json.dumps(json.loads(value), sort_keys=True)
-        except ValueError:
-            return value
-    if isinstance(value, memoryview):
-        return bytes(value)
-    return value
-
-
 def row_hashes(rows: list[tuple]) -> list[str]:
-    return sorted(hashlib.md5(repr(tuple(map(_canonical, row))).encode()).hexdigest() for row in rows)
+    return sorted(map(row_hash, rows))
 
 
 def source_rows(database: CdcDatabase, table: str, columns: Sequence[str]) -> list[tuple]:

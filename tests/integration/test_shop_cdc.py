@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg2
 import pytest
 from typer.testing import CliRunner
 
@@ -78,3 +79,68 @@ def test_a_missing_setting_or_unknown_source_fails_in_one_line(monkeypatch: pyte
     assert result.exit_code == 1 and "SOURCES__SHOP__CREDENTIALS" in result.output
     result = CliRunner().invoke(app, ["cdc", "status", "stripe"])
     assert result.exit_code == 1 and "not a CDC source" in result.output
+
+
+def test_the_replication_role_is_least_privilege(shop: PostgresServer) -> None:
+    """The role the shop source connects as may log in, replicate and read the published
+    tables; nothing else: no superuser or other power, owns nothing, writes nothing."""
+    role = shop_db.REPLICATION_ROLE
+    conn = psycopg2.connect(shop.dsn(shop_db.DATABASE))
+    try:
+        with conn.cursor() as cur:
+            # a table outside the publication (rolled back below)
+            cur.execute("create table staff_notes (id bigint primary key, note text)")
+            cur.execute(
+                "select rolcanlogin, rolreplication, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls"
+                " from pg_roles where rolname = %s",
+                (role,),
+            )
+            assert cur.fetchone() == (True, True, False, False, False, False)
+            cur.execute(
+                "select count(*) from pg_auth_members m join pg_roles r on r.oid = m.member"
+                " where r.rolname = %s",  # e.g. pg_read_all_data, pg_write_all_data
+                (role,),
+            )
+            assert cur.fetchone() == (0,)
+            cur.execute(
+                "select (select count(*) from pg_class where relowner = r.oid)"
+                " + (select count(*) from pg_namespace where nspowner = r.oid)"
+                " + (select count(*) from pg_database where datdba = r.oid)"
+                " + (select count(*) from pg_publication where pubowner = r.oid)"
+                " from pg_roles r where r.rolname = %s",
+                (role,),
+            )
+            assert cur.fetchone() == (0,)
+            cur.execute(
+                "select tablename from pg_publication_tables where pubname = %s and schemaname = 'public'",
+                (shop_db.PUBLICATION,),
+            )
+            published = {name for (name,) in cur.fetchall()}
+            assert published == set(shop_db.TABLES)
+            cur.execute(
+                "select tablename, has_table_privilege(%(role)s, 'public.' || tablename, 'SELECT'),"
+                " has_table_privilege(%(role)s, 'public.' || tablename,"
+                " 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')"
+                " from pg_tables where schemaname = 'public'",
+                {"role": role},
+            )
+            privileges = {table: (select, write) for table, select, write in cur.fetchall()}
+            assert privileges == {
+                table: (table in published, False) for table in [*shop_db.TABLES, "staff_notes"]
+            }
+            cur.execute(
+                "select has_schema_privilege(%(role)s, 'public', 'CREATE'),"
+                " has_database_privilege(%(role)s, current_database(), 'CREATE')",
+                {"role": role},
+            )
+            assert cur.fetchone() == (False, False)
+    finally:
+        conn.rollback()
+        conn.close()
+    # AND connected as the role, a write is refused by the server itself
+    with psycopg2.connect(shop.dsn(shop_db.DATABASE, user=role)) as reader, reader.cursor() as cur:
+        cur.execute("select count(*) from orders")
+        assert cur.fetchone()[0] > 0
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("update orders set status = status")
+    reader.close()

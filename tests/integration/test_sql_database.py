@@ -304,8 +304,11 @@ def test_a_fresh_worker_resumes_from_the_warehouse_state(tmp_path: Path, databas
 
 
 def test_a_value_that_does_not_fit_names_source_table_column_and_row(
-    tmp_path: Path, database: str, make_pipeline
+    tmp_path: Path, database: str, make_pipeline, monkeypatch: pytest.MonkeyPatch
 ):
+    # with the default `bad_records: quarantine` the row goes to _rejected_records instead
+    # (tests/integration/test_bad_input.py)
+    monkeypatch.setenv("SOURCES__PGTEST__BAD_RECORDS", "fail")
     seed_items(database, 3)
     execute(database, "update items set amount = 'NaN' where id = 2")
     folder = tmp_path / "defs"
