@@ -36,7 +36,7 @@ from dlt.extract.resource import DltResource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
 from dlt_sources.common.rejects import Quarantine
-from dlt_sources.errors import SourceError
+from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.postgres_cdc import catalog
 from dlt_sources.postgres_cdc.arrow_types import arrow_type, dlt_column_hints
 from dlt_sources.postgres_cdc.catalog import SlotInfo, SlotLost, TableInfo
@@ -214,7 +214,9 @@ def _snapshot(
                     settings,
                 )
     except psycopg2.Error as exc:
-        raise SourceError(
+        # a dropped connection (a restarted server) is worth a retry, which takes a new snapshot
+        lost = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+        raise (SourceUnreachable if lost else SourceError)(
             f"source {source}: snapshot failed: {(str(exc).strip().splitlines() or ['?'])[0]}"
         ) from None
     finally:
