@@ -9,19 +9,25 @@ One table per endpoint for a configured list of repositories, each row tagged wi
   at the first page that reaches rows older than the cursor;
 * `releases` has no update timestamp at all: newest `created_at` first, same early stop.
 
+Each repository has its own cursor (the newest value it loaded), kept in the resource's
+dlt state and stored in the warehouse with the data. One cursor for all repositories lost
+rows: a repository listed early in a run misses what changes in it while later ones are
+listed, and the newer stamps those later repositories bring moved the shared cursor past
+it (found by the reliability campaign under continuous writes).
+
 Every first page is a conditional request (`If-None-Match` with the ETag remembered in dlt
 state), so an unchanged repository costs a 304 and no rate limit. Pages become Arrow tables
 (nested objects as JSON columns), which skip dlt's row-by-row normalizer.
 """
 
-# No `from __future__ import annotations` here: dlt finds the incremental argument of a
-# resource by resolving its annotation at runtime; a string annotation leaves it unbound.
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import dlt
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.sources import DltResource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
@@ -112,18 +118,16 @@ def github_source(
             secondary_rate_limit_wait=secondary_rate_limit_wait,
         )
 
-    def list_endpoint(
-        table: str,
-        cursor: dlt.sources.incremental[datetime],
-    ) -> Iterator[pa.Table]:
+    def list_endpoint(table: str) -> Iterator[pa.Table]:
         """Every configured repository's pages of one endpoint, as Arrow tables."""
         path, fixed, uses_since = _ENDPOINTS[table]
-        # start_value is the cursor at the start of the run; last_value moves as pages pass.
-        start = cursor.start_value
-        since = format_since(start)
+        state = dlt.current.resource_state()
+        # repository -> {"at": the newest cursor value loaded from it (ISO 8601), "ids": the
+        # ids loaded with exactly that value}: `since` is inclusive, they come back next run
+        cursors: dict[str, dict[str, Any]] = state.setdefault("cursors", {})
         etags: dict[str, Any] | None = None
         if conditional_requests:
-            etags = dlt.current.resource_state().setdefault("etags", {})
+            etags = state.setdefault("etags", {})
         # dlt's per-item cost (schema hints, incremental) is ~10 ms: hand it a few thousand
         # rows at a time rather than every 100-row page
         batch: list[pa.Table] = []
@@ -131,16 +135,20 @@ def github_source(
         quarantine.take()  # nothing left over from a failed run in this process
         with client() as api:
             for repo in repos:
+                cursor = _RepoCursor.load(cursors.get(repo), initial)
                 params: dict[str, Any] = {**fixed, "per_page": page_size}
-                if uses_since and since:
-                    params["since"] = since
-                stop = None if uses_since else _stop_before(CURSOR[table], start)
+                if uses_since and cursor.at is not None:
+                    params["since"] = format_since(cursor.at)
+                stop = None if uses_since else _stop_before(CURSOR[table], cursor.at)
                 for page in api.pages(path.format(repo=repo), params, etags, repo, stop):
-                    if page:
-                        batch.append(page_to_arrow(table, repo, page, policy, quarantine))
+                    rows = cursor.advance(page_to_arrow(table, repo, page, policy, quarantine), table)
+                    if rows.num_rows:
+                        batch.append(rows)
                         if sum(t.num_rows for t in batch) >= batch_rows:
                             yield from _combined(batch)
                             batch = []
+                if cursor.newest is not None:  # committed with this load, like the rows
+                    cursors[repo] = cursor.saved()
             yield from _combined(batch)
         rejected = quarantine.item()
         if rejected is not None:
@@ -154,10 +162,51 @@ def github_source(
                 write_disposition="merge",
                 primary_key="id",
                 columns=column_hints(table),
-            )(table, cursor=dlt.sources.incremental(CURSOR[table], initial_value=initial))
+            )(table)
         )
         for table in settings.RESOURCES
     ]
+
+
+@dataclass
+class _RepoCursor:
+    """One repository's cursor through one run: the rows it lets through, the value it reaches."""
+
+    at: datetime | None  # the cursor at the start of the run
+    seen_at: frozenset[int]  # ids already loaded with exactly that value
+    newest: datetime | None = None
+    newest_ids: set[int] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, saved: dict[str, Any] | None, initial: datetime | None) -> "_RepoCursor":
+        saved = saved or {}
+        at = parse_timestamp(saved.get("at")) or initial
+        return cls(at, frozenset(saved.get("ids", ())), at, set(saved.get("ids", ())))
+
+    def advance(self, rows: pa.Table, table: str) -> pa.Table:
+        """The new rows: at or after the cursor (an early stop's last page reaches older ones),
+        less those loaded at exactly the cursor value before; the newest value moves on."""
+        if not rows.num_rows:
+            return rows
+        column = rows[CURSOR[table]]
+        if self.at is not None:
+            at = pa.scalar(self.at, column.type)
+            seen = pa.array(sorted(self.seen_at), pa.int64())
+            repeat = pc.and_(pc.equal(column, at), pc.is_in(rows["id"], seen))
+            keep = pc.and_(pc.greater_equal(column, at), pc.invert(repeat))
+            rows = rows.filter(pc.fill_null(keep, True))
+            column = rows[CURSOR[table]]
+        value = pc.max(column).as_py() if rows.num_rows else None
+        if value is not None and (self.newest is None or value > self.newest):
+            self.newest, self.newest_ids = value, set()
+        if value is not None and value == self.newest:
+            at_newest = pc.equal(column, pa.scalar(self.newest, column.type))
+            self.newest_ids.update(rows.filter(pc.fill_null(at_newest, False))["id"].to_pylist())
+        return rows
+
+    def saved(self) -> dict[str, Any]:
+        assert self.newest is not None
+        return {"at": self.newest.isoformat(), "ids": sorted(self.newest_ids)}
 
 
 def _combined(tables: list[pa.Table]) -> Iterator[pa.Table]:

@@ -89,7 +89,7 @@ def older_than(page: Page, field: str, cursor: Any) -> bool:
 
     Endpoints without ``since`` (pulls, releases) are read newest first; paging stops at the
     first page whose last (oldest) row is before the cursor. The rows of that page that are
-    still ``>= cursor`` are kept (dlt's incremental drops the older ones).
+    still ``>= cursor`` are kept (the source drops the older ones).
     """
     start = parse_timestamp(cursor)
     if start is None or not page:

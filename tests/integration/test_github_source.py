@@ -181,6 +181,38 @@ def test_full_then_incremental_loads(
             assert TOKEN.encode() not in path.read_bytes(), path
 
 
+def test_a_repository_changed_while_the_next_one_is_listed_loses_nothing(
+    store: GitHubStore, base_url: str, make_pipeline: PipelineFactory, db_path: Path
+) -> None:
+    """Each repository resumes from its own cursor.
+
+    Found by the reliability campaign: with one cursor for all repositories, an issue of the
+    first repository edited after its listing (and before the second one's, which brings a
+    newer stamp) fell behind the shared cursor and was never loaded.
+    """
+    pipeline = make_pipeline("github_per_repo_cursor")
+    run(pipeline, source(base_url))
+    victim = next(obj for obj in store.truth(REPOS[0], "issues") if "pull_request" not in obj)
+    edits: list[int] = []
+
+    def between_repositories(repo: str, endpoint: str, page: int) -> None:
+        # after the first repository's (only) page is cut, before the second one is listed
+        if repo == REPOS[0] and endpoint == "issues" and not edits:
+            edits.append(store.edit_issue(REPOS[0], victim["number"], title="edited in between")["id"])
+            store.add_issue(REPOS[1], "newer than the edit")
+
+    store.add_issue(REPOS[0], "something to list")
+    store.add_issue(REPOS[1], "something to list")
+    store.on_page.append(between_repositories)
+    run(pipeline, source(base_url))
+    assert edits
+    run(pipeline, source(base_url))
+    assert query(db_path, f"select title from raw_github.issues where id = {victim['id']}") == [
+        ("edited in between",)
+    ]
+    assert_matches_truth(store, db_path)
+
+
 def test_paging_edge_cases(make_pipeline: PipelineFactory, db_path: Path) -> None:
     """Small pages, an empty last page, overlapping pages and an issue edited mid-paging."""
     store = GitHubStore(5, repeat_boundary=True, empty_last_page=True).seed(

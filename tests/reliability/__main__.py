@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -16,7 +17,13 @@ from pathlib import Path
 from tests.reliability.campaign import LIGHT, Plan, play
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: PostgreSQL, the stand-ins and the Prefect server stop."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m tests.reliability", description=__doc__)
     parser.add_argument("--light", action="store_true", help="the short campaign `make test` runs")
     parser.add_argument("--seed", type=int, default=Plan.seed)
