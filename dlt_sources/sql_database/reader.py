@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+# Imported with the module rather than on the first read: ADBC's DB-API module loads
+# pyarrow.dataset (~0.3 s), which a lazy import charged to the first run's extract step.
+import adbc_driver_postgresql.dbapi as adbc
+import connectorx
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -53,15 +57,11 @@ class Database:
         """Record batches of ``query`` from the fast driver (one connection, one snapshot)."""
         sql = self.sql(query)
         if self.backend == "adbc":
-            import adbc_driver_postgresql.dbapi as adbc
-
             uri = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
             with adbc.connect(uri) as conn, conn.cursor() as cursor:
                 cursor.execute(sql)
                 yield from cursor.fetch_record_batch()
         else:
-            import connectorx
-
             uri = self.url.set(drivername="mysql").render_as_string(hide_password=False)
             yield from connectorx.read_sql(
                 uri, sql, return_type="arrow_stream", batch_size=CONNECTORX_BATCH_ROWS
