@@ -42,7 +42,7 @@ from dlt_sources.shop.settings import TABLES as SHOP_TABLES
 from dlt_sources.sql_database import declared_databases
 from dlt_sources.stripe import stripe_source
 from flows.audit import FAILED, LOADED, LoadRecord, now, record
-from flows.config import Settings, cause_chain, schema_prefix, warehouse_error
+from flows.config import ConfigError, Settings, cause_chain, schema_prefix, warehouse_error
 from flows.redact import first_line
 
 with contextlib.suppress(ImportError):
@@ -133,6 +133,11 @@ def pipeline_for(source: str, settings: Settings) -> dlt.Pipeline:
         dataset_name=dataset_name(source, settings),
         pipelines_dir=str(settings.pipelines_dir),
     )
+
+
+class IngestFailed(Exception):
+    """A load failed for a reason that is not the source's own (the worker's disk is full, a
+    bug): the message adds the source's name, the original error stays chained."""
 
 
 def run_source(source: str, settings: Settings) -> IngestResult:
@@ -285,7 +290,7 @@ def ingest_sources(sources: Sequence[str], settings: Settings, run_id: str) -> l
         source: load.with_options(tags={source_tag(source)}).submit(source, settings) for source in sources
     }
     results: list[IngestResult] = []
-    failures: list[BaseException] = []
+    failures: list[tuple[str, BaseException]] = []
     records: list[LoadRecord] = []
     for source, future in futures.items():
         future.wait()
@@ -307,7 +312,7 @@ def ingest_sources(sources: Sequence[str], settings: Settings, run_id: str) -> l
             ]
         else:
             error = outcome if isinstance(outcome, BaseException) else RuntimeError(str(future.state.message))
-            failures.append(error)
+            failures.append((source, error))
             records.append(
                 LoadRecord(
                     run_id,
@@ -328,7 +333,10 @@ def ingest_sources(sources: Sequence[str], settings: Settings, run_id: str) -> l
         if not failures:
             raise
     if failures:
-        raise failures[0]
+        source, error = failures[0]
+        if source_error_in(error) is not None or isinstance(error, ConfigError):
+            raise error  # it names its source, or the warehouse setting to fix
+        raise IngestFailed(f"source {source}: {first_line(error)}") from error
     return results
 
 

@@ -41,7 +41,9 @@ from test_stripe_source import (
 from dlt_sources.common.http import ApiError
 from flows.config import Settings, load_settings
 from flows.demo.stripe_api import StripeStore, serve_stripe
-from flows.ingest import IngestResult, is_transient, run_source
+from flows.elt import EltRunFailed
+from flows.ingest import IngestFailed, IngestResult, is_transient, run_source
+from flows.ingest_source import ingest_source
 
 MAX_RETRIES = 2  # HTTP retries per request (3 attempts): an outage needs 3+ failures in a row
 PAGE_SIZE = 20  # many pages per list, so a failure lands mid-paging
@@ -197,6 +199,20 @@ def run_fails_for_good(settings: Settings, store: StripeStore, endpoint: str, pa
     assert outage == [pages]
     assert is_transient(failed.value)  # the Prefect task would retry it; here nobody does
     store.on_page = None
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_failure_of_the_worker_not_the_source_names_the_source(settings: Settings) -> None:
+    """The worker's disk refuses dlt's folder (a file stands where it goes, as a full disk
+    refuses a write): the run's report names the source, the disk's error stays chained."""
+    settings.pipelines_dir.parent.mkdir(parents=True, exist_ok=True)
+    settings.pipelines_dir.write_text("not a folder")
+    with pytest.raises(EltRunFailed) as failed:
+        ingest_source("stripe")
+    assert failed.value.summary.error.startswith("ingest: source stripe: "), failed.value.summary.error
+    ingest_error = failed.value.__cause__
+    assert isinstance(ingest_error, IngestFailed) and isinstance(ingest_error.__cause__, OSError)
+    assert not is_transient(ingest_error)
 
 
 def test_fresh_run_after_a_failed_run_resumes_from_warehouse_state(
