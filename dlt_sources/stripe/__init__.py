@@ -110,15 +110,15 @@ def stripe_source(
             params["created[gte]"] = since
         if types:
             params["types[]"] = list(types)
-        return [event for page in api.paginate("events", params, page_size) for event in page]
+        pages = api.paginate("events", params, page_size)
+        return list(events_cursor.checked(event for page in pages for event in page))
 
     def high_water_mark(api: StripeClient, types: tuple[str, ...]) -> events_cursor.Cursor:
         """Cursor at the newest matching event, taken *before* a full read: a change made
         while the objects are being listed is newer, so the next sync applies it."""
         read_at = _now()
-        newest_first = (
-            event for page in api.paginate("events", {"types[]": list(types)}, page_size) for event in page
-        )
+        pages = api.paginate("events", {"types[]": list(types)}, page_size)
+        newest_first = events_cursor.checked(event for page in pages for event in page)
         # Every event of the newest second goes into `ids` (reading stops at the first
         # older one): an id left out would be applied, and its object reloaded, next sync.
         return events_cursor.high_water_mark(newest_first, read_at)

@@ -14,11 +14,33 @@ read, which decides whether Stripe may already have dropped events we have not s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from dlt_sources.errors import SourceError
 
 Event = dict[str, Any]
 Cursor = dict[str, Any]
+
+
+def checked(events: Iterable[Event]) -> Iterator[Event]:
+    """``events``, each with the string ``id`` and integer ``created`` the cursor orders by.
+
+    Why: an event without them cannot be placed, so the read stops at the first one with a
+    message naming it, before anything of this read is loaded; the stored cursor and the
+    rows already loaded stay as they were. (Quarantining it would skip a change for good.)
+    """
+    for number, event in enumerate(events, start=1):
+        for field, kind, expected in (("id", str, "a string"), ("created", int, "an integer")):
+            value = event.get(field)
+            if not isinstance(value, kind) or isinstance(value, bool) or value == "":
+                shown = "missing" if value is None else f"{value!r}"
+                raise SourceError(
+                    f"stripe source: table `events`, event #{number} of this read "
+                    f"(id {event.get('id')!r}, type {event.get('type')!r}): field `{field}` is {shown}, "
+                    f"expected {expected}; nothing of this read was loaded"
+                )
+        yield event
 
 
 def event_key(event: Event) -> tuple[int, str]:

@@ -207,6 +207,15 @@ class StripeStore:
             coll.keys.append((created, key))
             coll.keys.sort()
 
+    def add_raw_event(self, key: str, created: int, event_type: str, raw: bytes) -> None:
+        """List one event's JSON text exactly as given: a malformed event for the bad-input
+        tests. ``key`` stands in for its id, ``event_type`` for its type in the filters."""
+        with self._lock:
+            self._events.raw[key] = raw
+            self._events.objects[key] = {"created": created}
+            self._event_types[key] = event_type
+            bisect.insort(self._events.keys, (created, key))
+
     def update(self, kind: str, id: str, event_type: str | None = None, **fields: Any) -> dict[str, Any]:
         """Replace top-level fields of an existing object (like Stripe's POST /v1/<kind>/<id>).
 

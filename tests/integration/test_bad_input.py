@@ -368,6 +368,43 @@ def test_stripe_valid_objects_load_and_a_bad_change_leaves_the_row(
     assert (change["field"], change["reason"]) == ("balance", NUMBER_OUT_OF_RANGE)
 
 
+def test_stripe_event_without_id_fails_naming_it_and_keeps_what_was_loaded(module_dir: Path) -> None:
+    """The events cursor cannot place an event without an id: the sync fails naming the
+    source, the table, the event and the field; the rows and the cursor of the earlier sync
+    stay as they were."""
+    now = C0 + 10 * 86_400
+    store = StripeStore(clock=lambda: now)
+    store.extend("customers", [_customer(i) for i in range(3)], history=True)
+    pipe = pipeline(module_dir, "stripe_events", "raw_stripe")
+    db = module_dir / "stripe_events.duckdb"
+    with serve_stripe(store, STRIPE_KEY) as url:
+
+        def sync() -> None:
+            source = stripe_source(api_key=STRIPE_KEY, base_url=url, backoff_factor=0.01)
+            pipe.run(source.with_resources("customers"), loader_file_format="parquet").raise_on_failed_jobs()
+
+        sync()
+        loaded = query(db, "select * from raw_stripe.customers order by id")
+        cursor = pipe.state["sources"]["stripe"]["resources"]["customers"]["events_cursor"]
+        store.update("customers", "cus_0001", email="new@example.com")
+        store.add_raw_event(
+            "evt_no_id",
+            now,
+            "customer.updated",
+            b'{"object":"event","type":"customer.updated","created":%d,"data":{"object":%s}}'
+            % (now, json.dumps(_customer(2, email="lost@example.com")).encode()),
+        )
+        with pytest.raises(Exception) as failed:
+            sync()
+    error = source_error_in(failed.value)
+    assert error is not None, failed.value
+    message = str(error)
+    assert message.startswith("stripe source: table `events`, event #"), message
+    assert "field `id` is missing" in message and "customer.updated" in message
+    assert query(db, "select * from raw_stripe.customers order by id") == loaded
+    assert pipe.state["sources"]["stripe"]["resources"]["customers"]["events_cursor"] == cursor
+
+
 # --------------------------------------------------------------------------------------
 # PostgreSQL: the SQL database source (ADBC) and CDC (pgoutput), one server
 # --------------------------------------------------------------------------------------

@@ -102,6 +102,8 @@ def test_smoke_cloud_says_it_skipped_without_credentials(monkeypatch: pytest.Mon
         if key.startswith(("DESTINATION__SNOWFLAKE", "DESTINATION__BIGQUERY", "GOOGLE_")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", os.getcwd())  # no gcloud application-default credentials
+    # the command sets the smoke prefix in this process's environment: undone after the test
+    monkeypatch.setenv("ELT_SCHEMA_PREFIX", "smoke_")
     result = CliRunner().invoke(app, ["smoke-cloud"])
     assert result.exit_code == 0, result.output
     assert "skipped snowflake" in result.output and "skipped bigquery" in result.output

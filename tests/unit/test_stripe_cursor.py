@@ -35,6 +35,29 @@ def test_new_events_dedupes_the_boundary_second_and_sorts() -> None:
     assert [e["id"] for e in c.new_events(events, cursor)] == ["evt_2", "evt_3"]
 
 
+@pytest.mark.parametrize(
+    ("broken", "field", "shown"),
+    [
+        ({"id": None}, "id", "missing"),
+        ({"id": ""}, "id", "''"),
+        ({"created": "1700000000"}, "created", "'1700000000'"),
+        ({"created": True}, "created", "True"),
+    ],
+)
+def test_an_event_the_cursor_cannot_order_stops_the_read_naming_it(
+    broken: dict[str, Any], field: str, shown: str
+) -> None:
+    good = ev("evt_1", 10, cus("a"))
+    bad = {**ev("evt_2", 11, cus("b")), **broken}
+    read = c.checked([good, bad, ev("evt_3", 12, cus("c"))])
+    assert next(read) is good
+    with pytest.raises(SourceError) as failed:
+        next(read)
+    message = str(failed.value)
+    assert message.startswith("stripe source: table `events`, event #2 of this read"), message
+    assert f"field `{field}` is {shown}" in message and "customer.updated" in message
+
+
 def test_advance_keeps_ids_of_the_newest_second() -> None:
     cursor = {"created": 11, "ids": ["evt_1"], "read_at": 0}
     applied = c.new_events([ev("evt_2", 11, cus("a"))], cursor)
