@@ -122,7 +122,7 @@ def running_postgres(pgdata: Path, *, durable: bool = True) -> Iterator[Postgres
         )
     if (pgdata / "postmaster.pid").exists():
         # A server left behind by a killed run holds the data folder; stop it first.
-        _run([_bin("pg_ctl"), "-D", str(pgdata), "-w", "-m", "immediate", "stop"], user, check=False)
+        _run(_pg_ctl(pgdata, "-m", "immediate", "stop"), user, check=False)
     port = free_port()
     options = [
         "-h 127.0.0.1",
@@ -135,27 +135,16 @@ def running_postgres(pgdata: Path, *, durable: bool = True) -> Iterator[Postgres
     if not durable:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     log = pgdata / "server.log"
-    _run(
-        [
-            _bin("pg_ctl"),
-            "-D",
-            str(pgdata),
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(log),
-            "-o",
-            " ".join(options),
-            "start",
-        ],
-        user,
-        timeout=90,
-    )
+    _run(_pg_ctl(pgdata, "-t", "60", "-l", str(log), "-o", " ".join(options), "start"), user, timeout=90)
     try:
         yield PostgresServer(host="127.0.0.1", port=port, pgdata=pgdata)
     finally:
-        _run([_bin("pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"], user, timeout=60)
+        _run(_pg_ctl(pgdata, "-m", "fast", "stop"), user, timeout=60)
+
+
+def _pg_ctl(pgdata: Path, *arguments: str) -> list[str]:
+    """``pg_ctl`` on ``pgdata``, waiting (-w) for the action to finish."""
+    return [_bin("pg_ctl"), "-D", str(pgdata), "-w", *arguments]
 
 
 def restart(server: PostgresServer) -> None:
@@ -163,19 +152,6 @@ def restart(server: PostgresServer) -> None:
 
     For the reliability campaign's "PostgreSQL restarted mid-snapshot / mid-stream" faults.
     """
-    _run(
-        # -l: the log file is pg_ctl's own option, not kept from the first start
-        [
-            _bin("pg_ctl"),
-            "-D",
-            str(server.pgdata),
-            "-w",
-            "-m",
-            "fast",
-            "-l",
-            str(server.pgdata / "server.log"),
-            "restart",
-        ],
-        _service_user(),
-        timeout=90,
-    )
+    # -l: the log file is pg_ctl's own option, not kept from the first start
+    log = str(server.pgdata / "server.log")
+    _run(_pg_ctl(server.pgdata, "-m", "fast", "-l", log, "restart"), _service_user(), timeout=90)
