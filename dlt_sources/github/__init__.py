@@ -173,7 +173,7 @@ class _RepoCursor:
     """One repository's cursor through one run: the rows it lets through, the value it reaches."""
 
     at: datetime | None  # the cursor at the start of the run
-    seen_at: frozenset[int]  # ids already loaded with exactly that value
+    seen_at: pa.Array  # ids already loaded with exactly that value (int64, built once per run)
     newest: datetime | None = None
     newest_ids: set[int] = field(default_factory=set)
 
@@ -181,7 +181,8 @@ class _RepoCursor:
     def load(cls, saved: dict[str, Any] | None, initial: datetime | None) -> "_RepoCursor":
         saved = saved or {}
         at = parse_timestamp(saved.get("at")) or initial
-        return cls(at, frozenset(saved.get("ids", ())), at, set(saved.get("ids", ())))
+        ids = saved.get("ids", ())
+        return cls(at, pa.array(sorted(ids), pa.int64()), at, set(ids))
 
     def advance(self, rows: pa.Table, table: str) -> pa.Table:
         """The new rows: at or after the cursor (an early stop's last page reaches older ones),
@@ -191,8 +192,7 @@ class _RepoCursor:
         column = rows[CURSOR[table]]
         if self.at is not None:
             at = pa.scalar(self.at, column.type)
-            seen = pa.array(sorted(self.seen_at), pa.int64())
-            repeat = pc.and_(pc.equal(column, at), pc.is_in(rows["id"], seen))
+            repeat = pc.and_(pc.equal(column, at), pc.is_in(rows["id"], self.seen_at))
             keep = pc.and_(pc.greater_equal(column, at), pc.invert(repeat))
             rows = rows.filter(pc.fill_null(keep, True))
             column = rows[CURSOR[table]]
