@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extras
 
-from flows.demo.postgres import running_postgres
+from standins.postgres import running_postgres
 
 TABLE_SQL = """
 create table events (

@@ -9,7 +9,7 @@ The CDC figures (``cdc_*``, bench/cdc.py) apply ``--cdc-changes`` changes throug
 Postgres CDC source (the shop's loader) against a raw read of the same changes from a slot.
 
 The REST figures (``rest_*``) load ``--rest-records`` tickets from the local stand-in
-(flows/demo/rest_api.py) with the declarative source ``dlt_sources/rest/example_tickets.yml``
+(standins/rest_api.py) with the declarative source ``dlt_sources/rest/example_tickets.yml``
 (merge into DuckDB via parquet), against a plain requests + orjson + pyarrow loop into
 DuckDB and, on a 100k sample, dlt's ``rest_api`` source with its defaults; each client
 runs in its own process (``bench/rest_worker.py``), which also reports its peak RSS.
@@ -37,9 +37,10 @@ import orjson
 import requests
 
 from flows import config
-from flows.demo import DEMO_STRIPE_KEY, dataset, environment, stripe_store_for
-from flows.demo.rest_api import MAX_LIMIT, TicketStore, serve_tickets
-from flows.demo.stripe_api import serve_stripe
+from flows.config import environment
+from standins import DEMO_STRIPE_KEY, dataset, stripe_store_for
+from standins.rest_api import MAX_LIMIT, TicketStore, serve_tickets
+from standins.stripe_api import serve_stripe
 
 SHOP_TABLES = ("customers", "products", "orders", "order_items")
 STRIPE_PAGE_SIZE = 100

@@ -45,7 +45,7 @@ from typing import Any
 
 import psycopg2
 
-from flows.demo.postgres import running_postgres
+from standins.postgres import running_postgres
 
 TABLE = "bench_rows"
 SAMPLE_TABLE = "bench_sample"

@@ -90,7 +90,8 @@ def demo(
         chosen = Warehouse.parse(warehouse or Warehouse.DUCKDB.value)
     except ConfigError as exc:
         _fail(str(exc))
-    from flows.demo import demo_sources, environment
+    from flows.config import environment
+    from standins import demo_sources
 
     state = data_dir() / "demo"
     console.print(f"starting the demo sources (state in {state}) …")
@@ -288,7 +289,7 @@ def cdc_resnapshot(source: CdcSource, warehouse: WarehouseOption = None) -> None
         settings = load_settings(warehouse)
     except ConfigError as exc:
         _fail(str(exc))
-    from flows.demo import environment
+    from flows.config import environment
     from flows.ingest import run_source
 
     with environment({f"SOURCES__{source.upper()}__RESNAPSHOT": "true"}):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flows.demo import DemoSources, shop_db
+from standins import DemoSources, shop_db
 
 RAW_TABLES = [
     "raw_shop.customers",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg2
 from psycopg2 import sql
 
-from flows.demo.postgres import PostgresServer
+from standins.postgres import PostgresServer
 
 
 def require_password(postgres: PostgresServer, role: str, password: str) -> None:

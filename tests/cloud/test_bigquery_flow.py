@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from emulators.bigquery_server import PROJECT, TOKEN, BigQueryEmulator, bigquery_emulator
 
-from flows.config import ConfigError, load_settings
-from flows.demo import DemoSources, demo_sources, environment
+from flows.config import ConfigError, environment, load_settings
 from flows.elt import elt
+from standins import DemoSources, demo_sources
 from tests.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,

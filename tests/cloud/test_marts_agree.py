@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from flows.config import environment, load_settings
-from flows.demo import demo_sources
 from flows.elt import elt
+from standins import demo_sources
 from tests.cloud.fingerprints import mart_fingerprints
 from tests.emulators.bigquery_server import bigquery_emulator
 from tests.emulators.snowflake import running_fakesnow

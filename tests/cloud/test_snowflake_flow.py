@@ -20,11 +20,11 @@ import dlt
 import pytest
 
 from flows.checks import ContractTarget, verify_contract
-from flows.config import CHECKS_DIR, ConfigError, load_settings
-from flows.demo import DemoSources, demo_sources, environment
+from flows.config import CHECKS_DIR, ConfigError, environment, load_settings
 from flows.elt import EltRunFailed, elt
 from flows.report import RunSummary
 from flows.transform import run_dbt_operation
+from standins import DemoSources, demo_sources
 from tests.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,

@@ -12,9 +12,10 @@ import duckdb
 import psycopg2
 import pytest
 
-from flows.demo import demo_sources, environment
+from flows.config import environment
 from flows.elt import elt
 from flows.report import RunSummary
+from standins import demo_sources
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 

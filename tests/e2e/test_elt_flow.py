@@ -28,7 +28,9 @@ from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import FAILED, LOADED
 from flows.cli import app
 from flows.config import load_settings
-from flows.demo import (
+from flows.elt import EltRunFailed, elt
+from flows.ingest import SOURCES
+from standins import (
     DEMO_GITHUB_TOKEN,
     DEMO_STRIPE_KEY,
     DEMO_TICKETS_TOKEN,
@@ -37,9 +39,7 @@ from flows.demo import (
     environment,
     shop_db,
 )
-from flows.demo.postgres import PostgresServer
-from flows.elt import EltRunFailed, elt
-from flows.ingest import SOURCES
+from standins.postgres import PostgresServer
 from tests.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from flows.demo.loopback import LoopbackServer, QuietHandler, serving
+from standins.loopback import LoopbackServer, QuietHandler, serving
 
 
 @dataclass

@@ -22,7 +22,8 @@ from prefect.variables import Variable
 from receivers import Received, smtp_receiver, webhook_receiver
 
 from flows.alerts import INCIDENTS_VARIABLE
-from flows.demo import (
+from flows.elt import elt
+from standins import (
     DEMO_GITHUB_TOKEN,
     DEMO_STRIPE_KEY,
     DEMO_TICKETS_TOKEN,
@@ -30,7 +31,6 @@ from flows.demo import (
     demo_sources,
     environment,
 )
-from flows.elt import elt
 from tests.secret_scan import leaks, prefect_texts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]

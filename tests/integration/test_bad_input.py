@@ -40,10 +40,10 @@ from dlt_sources.errors import SourceError
 from dlt_sources.postgres_cdc import after_load
 from dlt_sources.rest import declared_sources
 from dlt_sources.stripe import stripe_source
-from flows.demo.postgres import PostgresServer, running_postgres
-from flows.demo.rest_api import T0, TicketStore, iso, serve_tickets, ticket
-from flows.demo.stripe_api import StripeStore, serve_stripe
 from flows.ingest import source_error_in
+from standins.postgres import PostgresServer, running_postgres
+from standins.rest_api import T0, TicketStore, iso, serve_tickets, ticket
+from standins.stripe_api import StripeStore, serve_stripe
 
 MAX_STRING = 1_000  # `max_string_bytes` in these tests, so an oversized value stays small
 BIG = "x" * 5_000

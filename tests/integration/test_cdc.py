@@ -27,7 +27,7 @@ from test_cdc_support import (
 
 from dlt_sources.errors import SourceError
 from dlt_sources.postgres_cdc import CdcReport, after_load
-from flows.demo.postgres import PostgresServer, running_postgres
+from standins.postgres import PostgresServer, running_postgres
 
 DATASET = "raw_cdc_test"
 

@@ -22,7 +22,7 @@ import pytest
 from test_cdc import ITEM_COLUMNS, ITEMS_SQL, NOTE_COLUMNS, RandomWorkload
 from test_cdc_support import SOURCE, assert_replicated, cdc_test_source, create_database, warehouse_rows
 
-from flows.demo.postgres import PostgresServer, running_postgres
+from standins.postgres import PostgresServer, running_postgres
 
 DATASET = "raw_cdc_crash"
 MARKERS = ["batch", "normalize", "load", "loaded"]

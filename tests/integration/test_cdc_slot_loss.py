@@ -14,8 +14,8 @@ from test_cdc import ITEM_COLUMNS, ITEMS_SQL, run
 from test_cdc_support import SOURCE, assert_replicated, create_database
 
 from dlt_sources.postgres_cdc import SlotLost
-from flows.demo.postgres import PostgresServer, running_postgres
 from flows.ingest import is_transient, source_error_in
+from standins.postgres import PostgresServer, running_postgres
 
 DATASET = "raw_cdc_slot_loss"
 

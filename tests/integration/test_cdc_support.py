@@ -14,7 +14,7 @@ import psycopg2
 
 from dlt_sources.postgres_cdc import replication_resource, resolve_settings
 from dlt_sources.postgres_cdc.catalog import describe_tables, setup_publication
-from flows.demo.postgres import PostgresServer
+from standins.postgres import PostgresServer
 from tests.row_hashes import row_hash
 
 SOURCE = "cdc_test"

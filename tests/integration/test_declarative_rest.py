@@ -1,6 +1,6 @@
 """A REST API added with one YAML file and no Python, loaded through a real dlt pipeline.
 
-The tickets stand-in (flows/demo/rest_api.py) serves on 127.0.0.1; the YAML is written
+The tickets stand-in (standins/rest_api.py) serves on 127.0.0.1; the YAML is written
 into a temp folder that ``ELT_REST_SOURCES_DIR`` points the loader at. Pins: the first
 run loads everything as typed columns, the second only the new and changed tickets
 (filtered by the API via ``updated_since``), an unchanged third run loads nothing.
@@ -20,8 +20,8 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from dlt_sources.common.http import ApiAuthError
 from dlt_sources.rest import declared_sources
-from flows.demo.rest_api import T0, TicketStore, iso, serve_tickets, ticket
 from flows.ingest import SOURCES, source_error_in
+from standins.rest_api import T0, TicketStore, iso, serve_tickets, ticket
 
 TOKEN = "helpdesk-token-1234"
 N = 2_500

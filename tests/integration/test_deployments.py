@@ -26,8 +26,8 @@ import httpx
 import pytest
 
 from flows.config import PROJECT_DIR, TELEMETRY_OFF
-from flows.demo import demo_sources
 from flows.ingest import SOURCES, source_tag
+from standins import demo_sources
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,9 @@ from test_stripe_source import API_KEY, seed
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import last_successful_loads
 from flows.config import ConfigError, load_settings
-from flows.demo.stripe_api import StripeStore, serve_stripe
 from flows.freshness import freshness, parse_duration
 from flows.ingest import IngestResult, ingest_sources
+from standins.stripe_api import StripeStore, serve_stripe
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

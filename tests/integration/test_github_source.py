@@ -21,7 +21,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from dlt_sources.common.http import ApiAuthError
 from dlt_sources.github import GitHubRateLimited, github_source
-from flows.demo.github_api import GitHubStore, serve_github
+from standins.github_api import GitHubStore, serve_github
 
 TOKEN = "ghp_integrationSecretToken4242"
 REPOS = ("octo-org/octo-repo", "octo-org/widgets")

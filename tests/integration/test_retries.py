@@ -40,10 +40,10 @@ from test_stripe_source import (
 
 from dlt_sources.common.http import ApiError
 from flows.config import Settings, load_settings
-from flows.demo.stripe_api import StripeStore, serve_stripe
 from flows.elt import EltRunFailed
 from flows.ingest import IngestFailed, IngestResult, is_transient, run_source
 from flows.ingest_source import ingest_source
+from standins.stripe_api import StripeStore, serve_stripe
 
 MAX_RETRIES = 2  # HTTP retries per request (3 attempts): an outage needs 3+ failures in a row
 PAGE_SIZE = 20  # many pages per list, so a failure lands mid-paging

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from dlt_sources.postgres_cdc import SlotLost
 from flows.cli import app
-from flows.config import Settings, Warehouse
-from flows.demo import dataset, environment, shop_db
-from flows.demo.postgres import PostgresServer, running_postgres
+from flows.config import Settings, Warehouse, environment
 from flows.ingest import run_source
+from standins import dataset, shop_db
+from standins.postgres import PostgresServer, running_postgres
 
 DATASET = "raw_shop"
 

@@ -24,9 +24,9 @@ import pytest
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.sql_database import DEFAULT_DIR, Window, declared_databases, load_file
 from dlt_sources.sql_database.columns import ConversionError
-from flows.demo import environment
-from flows.demo.postgres import PostgresServer, free_port, running_postgres
+from flows.config import environment
 from flows.ingest import source_error_in
+from standins.postgres import PostgresServer, free_port, running_postgres
 
 SOURCE = "pgtest"
 DATASET = f"raw_{SOURCE}"

@@ -18,8 +18,8 @@ import pymysql
 import pytest
 
 from dlt_sources.sql_database import load_file, sql_database_source
-from flows.demo import environment
-from flows.demo.mariadb import PASSWORD, USER, MariaDbServer, running_mariadb, server_binary
+from flows.config import environment
+from standins.mariadb import PASSWORD, USER, MariaDbServer, running_mariadb, server_binary
 
 SOURCE = "mariatest"
 DATASET = f"raw_{SOURCE}"

@@ -19,8 +19,8 @@ import pytest
 
 from dlt_sources.sql_database import load_file, sql_database_source
 from dlt_sources.sql_database.config import SqlConfigError
-from flows.demo import environment
-from flows.demo.postgres import PostgresServer, running_postgres
+from flows.config import environment
+from standins.postgres import PostgresServer, running_postgres
 from tests.pg_auth import password_dsn, require_password
 
 SOURCE = "inventory_ro"

@@ -24,8 +24,8 @@ import dlt_sources.stripe as stripe_module
 from dlt_sources.common.http import ApiAuthError, ApiError
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.stripe import StripeClient, stripe_source
-from flows.demo.stripe_api import FAULT_KINDS, StripeStore, serve_stripe
 from flows.ingest import _schema_changes, contract_error_in
+from standins.stripe_api import FAULT_KINDS, StripeStore, serve_stripe
 
 API_KEY = "sk_test_integration_4242"
 T0 = 1_700_000_000

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flows.config import PROJECT_DIR, TELEMETRY_OFF
-from flows.demo import DemoSources, demo_sources
-from flows.demo import environment as set_environment
-from flows.demo.postgres import restart
+from flows.config import environment as set_environment
+from standins import DemoSources, demo_sources
+from standins.postgres import restart
 from tests.reliability.faults import can_mount_tmpfs, full_directory, hold_duckdb_lock
 from tests.reliability.truth import (
     SHOP_TABLES,

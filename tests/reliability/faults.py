@@ -3,7 +3,7 @@
 - the DuckDB file locked by another process for a while (a second writer);
 - a temporary directory with no free space (a tmpfs filled to the brim, where dlt keeps
   its working folders and every tool its temporary files);
-- PostgreSQL restarted under a run (``flows.demo.postgres.restart``).
+- PostgreSQL restarted under a run (``standins.postgres.restart``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import psycopg2
 
-from flows.demo import DemoSources
+from standins import DemoSources
 from tests.row_hashes import canonical, row_hash
 
 SHOP_TABLES = ("customers", "products", "orders", "order_items")

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg2
 
 from flows.config import CHECKS_DIR
-from flows.demo import DemoSources, shop_db
+from standins import DemoSources, shop_db
 
 INVENTORY_DATABASE = "inventory"
 INVENTORY_SOURCE = "inventory"

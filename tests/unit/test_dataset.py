@@ -1,6 +1,6 @@
 """The demo data must be identical on every run, and the shop and Stripe halves must agree."""
 
-from flows.demo.dataset import generate
+from standins.dataset import generate
 
 
 def test_same_arguments_same_data() -> None:

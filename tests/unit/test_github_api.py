@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from dlt_sources.github.helpers import parse_link_header
-from flows.demo.github_api import GitHubStore, demo_store, serve_github
+from standins.github_api import GitHubStore, demo_store, serve_github
 
 TOKEN = "ghp_standinToken000111"
 REPO = "o/r"

@@ -24,7 +24,7 @@ from dlt_sources.github.helpers import (
     rate_limit_wait_seconds,
     validate_repositories,
 )
-from flows.demo.github_api import GitHubStore, serve_github
+from standins.github_api import GitHubStore, serve_github
 
 TOKEN = "ghp_unitTestToken0123456789"
 NOW = 1_700_000_000.0

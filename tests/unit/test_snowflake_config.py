@@ -12,8 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from flows.config import ConfigError, load_settings
-from flows.demo import environment
+from flows.config import ConfigError, environment, load_settings
 
 BASE = "snowflake://elt_loader{login}@acme-xy12345/ANALYTICS?warehouse=LOAD_WH&role=ELT_LOADER"
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from flows.demo.stripe_api import StripeStore, serve_stripe
+from standins.stripe_api import StripeStore, serve_stripe
 
 API_KEY = "sk_test_standin_123"
 T0 = 1_700_000_000

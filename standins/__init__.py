@@ -14,13 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-# re-exported: the demo and the tests set the stand-ins' settings with it
-from flows.config import environment as environment
-from flows.demo import dataset, shop_db
-from flows.demo.github_api import GitHubStore, demo_store, serve_github
-from flows.demo.postgres import PostgresServer, running_postgres
-from flows.demo.rest_api import TicketStore, serve_tickets
-from flows.demo.stripe_api import StripeStore, invoices_for_charges, serve_stripe
+from standins import dataset, shop_db
+from standins.github_api import GitHubStore, demo_store, serve_github
+from standins.postgres import PostgresServer, running_postgres
+from standins.rest_api import TicketStore, serve_tickets
+from standins.stripe_api import StripeStore, invoices_for_charges, serve_stripe
 
 # A made-up test-mode key: the stand-in only accepts this one.
 DEMO_STRIPE_KEY = "sk_test_elt_demo_0000000000000000"

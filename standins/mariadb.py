@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.demo.postgres import free_port
+from standins.postgres import free_port
 
 SERVER_BINARIES = ("mariadbd", "mysqld")
 INSTALL_DB = "mariadb-install-db"

@@ -17,7 +17,7 @@ import psycopg2
 
 from dlt_sources.postgres_cdc import catalog
 from dlt_sources.shop.settings import TABLES as REPLICATED_TABLES
-from flows.demo.dataset import ShopData, charge_object, unix
+from standins.dataset import ShopData, charge_object, unix
 
 DATABASE = "shop"
 READER_ROLE = "elt_reader"

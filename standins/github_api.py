@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
-from flows.demo.loopback import LoopbackServer, QuietHandler, serving
+from standins.loopback import LoopbackServer, QuietHandler, serving
 
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100

@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from flows.demo.loopback import LoopbackServer, QuietHandler, serving
+from standins.loopback import LoopbackServer, QuietHandler, serving
 
 KINDS: dict[str, str] = {
     "customers": "customer",

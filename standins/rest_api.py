@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from flows.demo.loopback import LoopbackServer, QuietHandler, serving
+from standins.loopback import LoopbackServer, QuietHandler, serving
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 TIES = 2  # initial tickets share an updated_at second in pairs: exercises the cursor dedup
