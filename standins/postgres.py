@@ -95,10 +95,13 @@ def _run(args: list[str], user: pwd.struct_passwd | None, timeout: float = 60, c
 
 
 @contextmanager
-def running_postgres(pgdata: Path, *, durable: bool = True) -> Iterator[PostgresServer]:
+def running_postgres(
+    pgdata: Path, *, durable: bool = True, max_replication_slots: int = 10
+) -> Iterator[PostgresServer]:
     """Start (initialising if needed) a server on 127.0.0.1 and stop it on exit.
 
-    ``durable=False`` turns off fsync for throwaway test databases.
+    ``durable=False`` turns off fsync for throwaway test databases; a server shared by many
+    CDC tests raises ``max_replication_slots`` (and as many WAL senders).
     """
     user = _service_user()
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -129,8 +132,8 @@ def running_postgres(pgdata: Path, *, durable: bool = True) -> Iterator[Postgres
         f"-p {port}",
         f"-k {pgdata}",
         "-c wal_level=logical",
-        "-c max_replication_slots=10",
-        "-c max_wal_senders=10",
+        f"-c max_replication_slots={max_replication_slots}",
+        f"-c max_wal_senders={max_replication_slots}",
     ]
     if not durable:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]

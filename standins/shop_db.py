@@ -71,14 +71,15 @@ create index products_updated_at on products (updated_at);
 TABLES = ("customers", "products", "orders", "order_items")
 
 
-def create_database(admin_dsn: str) -> None:
-    """Create the shop database, a read-only role and the replication role, if missing."""
+def create_database(admin_dsn: str, name: str = DATABASE) -> None:
+    """Create the shop database (``name``: another one for a test sharing the server), a
+    read-only role and the replication role, if missing."""
     conn = psycopg2.connect(admin_dsn)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("select 1 from pg_database where datname = %s", (DATABASE,))
+        cur.execute("select 1 from pg_database where datname = %s", (name,))
         if cur.fetchone() is None:
-            cur.execute(f"create database {DATABASE}")
+            cur.execute(f"create database {name}")
         for role, attributes in ((READER_ROLE, "login"), (REPLICATION_ROLE, "login replication")):
             cur.execute("select 1 from pg_roles where rolname = %s", (role,))
             if cur.fetchone() is None:

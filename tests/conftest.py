@@ -1,5 +1,6 @@
 """Test-wide isolation: every tool's state goes to a temporary folder, telemetry is off,
-and one Prefect test server serves the whole session (it costs seconds to start)."""
+and one Prefect test server and one PostgreSQL server serve the whole session (each costs
+seconds to start). Shared helpers and fixtures live in ``tests/support/``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 from flows.config import apply_runtime_environment  # noqa: E402
 
 apply_runtime_environment()
+
+# The helpers' asserts explain their failures as a test's own do.
+pytest.register_assert_rewrite("tests.support")
+pytest_plugins = ["tests.support.postgres"]
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from emulators.bigquery_server import PROJECT, TOKEN, BigQueryEmulator, bigquery
 from flows.config import ConfigError, environment, load_settings
 from flows.elt import elt
 from standins import DemoSources, demo_sources
-from tests.demo_tables import (
+from tests.support.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
     change_the_sources,

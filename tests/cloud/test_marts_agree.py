@@ -1,6 +1,6 @@
 """The same demo data through the same flow gives the same marts on DuckDB, on Snowflake's
 emulator and on BigQuery's emulator: equal row counts and equal checksums of every
-published mart (tests/cloud/fingerprints.py says how values are compared)."""
+published mart (tests/support/fingerprints.py says how values are compared)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from flows.config import environment, load_settings
 from flows.elt import elt
 from standins import demo_sources
-from tests.cloud.fingerprints import mart_fingerprints
 from tests.emulators.bigquery_server import bigquery_emulator
 from tests.emulators.snowflake import running_fakesnow
+from tests.support.fingerprints import mart_fingerprints
 
 pytestmark = [
     pytest.mark.e2e,

@@ -25,7 +25,8 @@ from flows.elt import EltRunFailed, elt
 from flows.report import RunSummary
 from flows.transform import run_dbt_operation
 from standins import DemoSources, demo_sources
-from tests.demo_tables import (
+from tests.emulators.snowflake import FakeSnowflake, running_fakesnow
+from tests.support.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
     assert_moved_customers_versioned,
@@ -33,7 +34,6 @@ from tests.demo_tables import (
     expected_change_rows,
     rows_loaded,
 )
-from tests.emulators.snowflake import FakeSnowflake, running_fakesnow
 
 pytestmark = [
     pytest.mark.e2e,

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import FAILED, LOADED
 from flows.cli import app
-from flows.config import load_settings
+from flows.config import environment, load_settings
 from flows.elt import EltRunFailed, elt
 from flows.ingest import SOURCES
 from standins import (
@@ -36,11 +36,10 @@ from standins import (
     DEMO_TICKETS_TOKEN,
     DemoSources,
     demo_sources,
-    environment,
     shop_db,
 )
 from standins.postgres import PostgresServer
-from tests.demo_tables import (
+from tests.support.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
     assert_moved_customers_versioned,
@@ -48,9 +47,9 @@ from tests.demo_tables import (
     expected_change_rows,
     rows_loaded,
 )
-from tests.integration.receivers import Received, webhook_receiver
-from tests.pg_auth import password_dsn, require_password
-from tests.secret_scan import (
+from tests.support.postgres import password_dsn, require_password
+from tests.support.receivers import Received, webhook_receiver
+from tests.support.secrets_scan import (
     EMAIL_SQL,
     Text,
     dbt_folders,

@@ -1,12 +1,16 @@
-"""Fixtures shared by the source integration tests: a DuckDB file and real dlt pipelines."""
+"""Fixtures shared by the source integration tests: a DuckDB file, real dlt pipelines and
+the SQL database test source's PostgreSQL database."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dlt
 import pytest
+
+from flows.config import environment
+from tests.support.postgres import ModuleDatabases
 
 PipelineFactory = Callable[[str], dlt.Pipeline]
 
@@ -42,3 +46,12 @@ def dbt_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt_target"))
     monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "dbt_logs"))
     return tmp_path / "dbt_target"
+
+
+@pytest.fixture
+def pgtest_dsn(postgres_databases: ModuleDatabases, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database per test on the session's server (its DSN), with
+    SOURCES__PGTEST__CREDENTIALS pointing at it."""
+    dsn = postgres_databases.create(request.node.name.removeprefix("test_")).dsn()
+    with environment({"SOURCES__PGTEST__CREDENTIALS": dsn}):
+        yield dsn

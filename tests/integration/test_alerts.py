@@ -19,9 +19,9 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_UI_URL, temporary_settings
 from prefect.variables import Variable
-from receivers import Received, smtp_receiver, webhook_receiver
 
 from flows.alerts import INCIDENTS_VARIABLE
+from flows.config import environment
 from flows.elt import elt
 from standins import (
     DEMO_GITHUB_TOKEN,
@@ -29,9 +29,9 @@ from standins import (
     DEMO_TICKETS_TOKEN,
     DemoSources,
     demo_sources,
-    environment,
 )
-from tests.secret_scan import leaks, prefect_texts
+from tests.support.receivers import Received, smtp_receiver, webhook_receiver
+from tests.support.secrets_scan import leaks, prefect_texts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_sql_database import INCREMENTAL_ITEMS, SOURCE, database, execute, postgres, write_config  # noqa: F401
 from typer.testing import CliRunner
 
 from dlt_sources.sql_database import SOURCES_DIR_ENV, declared_databases
 from flows.backfill import backfill, chunks
 from flows.cli import app
 from flows.ingest import SOURCES, ingest_sources
+from tests.support.sql_database import INCREMENTAL_ITEMS, SOURCE, execute, write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -29,10 +29,10 @@ WINDOW = (date(2025, 1, 3), date(2025, 1, 10))  # 7 days
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path, database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:  # noqa: F811
+def warehouse(tmp_path: Path, pgtest_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The source's YAML registered like any SQL database source; the warehouse in tmp_path."""
     execute(
-        database,
+        pgtest_dsn,
         """create table items (id bigint primary key, label text, updated_at timestamptz not null);
            insert into items select g, 'row ' || g,
                timestamptz '2025-01-01 00:00+00' + (g %% %s) * interval '1 day' + (g %% 7) * interval '1 hour'
@@ -55,7 +55,7 @@ def fingerprint(path: Path) -> tuple[int, str]:
     return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
-def test_a_backfill_twice_equals_once_and_resumes_after_a_stop(warehouse: Path, database: str) -> None:  # noqa: F811
+def test_a_backfill_twice_equals_once_and_resumes_after_a_stop(warehouse: Path, pgtest_dsn: str) -> None:
     from prefect import flow
 
     from flows.config import load_settings
@@ -66,7 +66,7 @@ def test_a_backfill_twice_equals_once_and_resumes_after_a_stop(warehouse: Path, 
 
     first_load()
     # labels fixed in the source without moving the cursor: only a backfill brings them over
-    execute(database, "update items set label = label || ' (fixed)'")
+    execute(pgtest_dsn, "update items set label = label || ' (fixed)'")
     assert fingerprint(warehouse)[0] == DAYS * 30
 
     once = backfill(SOURCE, *WINDOW)

@@ -24,8 +24,6 @@ import dlt
 import duckdb
 import psycopg2
 import pytest
-from test_cdc_support import SOURCE as CDC_SOURCE
-from test_cdc_support import CdcDatabase, cdc_test_source, create_database
 
 from dlt_sources.common.rejects import (
     DUPLICATE_KEY,
@@ -41,9 +39,11 @@ from dlt_sources.postgres_cdc import after_load
 from dlt_sources.rest import declared_sources
 from dlt_sources.stripe import stripe_source
 from flows.ingest import source_error_in
-from standins.postgres import PostgresServer, running_postgres
 from standins.rest_api import T0, TicketStore, iso, serve_tickets, ticket
 from standins.stripe_api import StripeStore, serve_stripe
+from tests.support.cdc import SOURCE as CDC_SOURCE
+from tests.support.cdc import CdcDatabase, cdc_test_source, create_database
+from tests.support.postgres import ModuleDatabases
 
 MAX_STRING = 1_000  # `max_string_bytes` in these tests, so an oversized value stays small
 BIG = "x" * 5_000
@@ -406,14 +406,8 @@ def test_stripe_event_without_id_fails_naming_it_and_keeps_what_was_loaded(modul
 
 
 # --------------------------------------------------------------------------------------
-# PostgreSQL: the SQL database source (ADBC) and CDC (pgoutput), one server
+# PostgreSQL: the SQL database source (ADBC) and CDC (pgoutput), the session's server
 # --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def postgres(module_dir: Path) -> Iterator[PostgresServer]:
-    with running_postgres(module_dir / "pg", durable=False) as server:
-        yield server
-
-
 def _execute(dsn: str, *statements: str) -> None:
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
@@ -477,12 +471,11 @@ SQL_COLUMNS = "id, label, amount, big, happened_at, day"
 
 
 def _sql_run(
-    module_dir: Path, postgres: PostgresServer, name: str, mode: str
+    module_dir: Path, postgres_databases: ModuleDatabases, name: str, mode: str
 ) -> tuple[Path, list[Any], BaseException | None]:
     from dlt_sources.sql_database import load_file, sql_database_source
 
-    _execute(postgres.dsn(), f"drop database if exists {name}", f"create database {name}")
-    dsn = postgres.dsn(name)
+    dsn = postgres_databases.create(name).dsn()
     _execute(dsn, SQL_DDL)
     folder = module_dir / name
     folder.mkdir()
@@ -513,8 +506,8 @@ def _sql_run(
 
 
 @pytest.fixture(scope="module")
-def sql_run(module_dir: Path, postgres: PostgresServer) -> tuple[Path, list[Any]]:
-    db, first, error = _sql_run(module_dir, postgres, "sql_quarantine", "quarantine")
+def sql_run(module_dir: Path, postgres_databases: ModuleDatabases) -> tuple[Path, list[Any]]:
+    db, first, error = _sql_run(module_dir, postgres_databases, "sql_quarantine", "quarantine")
     assert error is None, str(error)
     return db, first
 
@@ -541,8 +534,10 @@ def test_sql_valid_rows_load_earlier_rows_stay_and_a_repeated_key_is_reported(
     assert "infinity" in rows["id=10"]["detail"]
 
 
-def test_sql_fail_mode_names_source_table_row_and_field(module_dir: Path, postgres: PostgresServer) -> None:
-    db, first, error = _sql_run(module_dir, postgres, "sql_fail", "fail")
+def test_sql_fail_mode_names_source_table_row_and_field(
+    module_dir: Path, postgres_databases: ModuleDatabases
+) -> None:
+    db, first, error = _sql_run(module_dir, postgres_databases, "sql_fail", "fail")
     cause = source_error_in(error) if error is not None else None
     assert isinstance(cause, SourceError), error
     assert all(part in str(cause) for part in ("pgbad", "`corpus`", "id=")), str(cause)
@@ -599,8 +594,9 @@ def _cdc(pipe: dlt.Pipeline) -> None:
 
 
 @pytest.fixture(scope="module")
-def cdc_run(module_dir: Path, postgres: PostgresServer) -> Iterator[CdcRun]:
-    database = create_database(postgres, "bad_input_cdc", CDC_DDL, ["corpus"])
+def cdc_run(module_dir: Path, postgres_databases: ModuleDatabases) -> Iterator[CdcRun]:
+    name = postgres_databases.name("cdc")
+    database = create_database(postgres_databases.server, name, CDC_DDL, ["corpus"])
     # the snapshot meets one bad row of its own
     database.execute("insert into corpus values (9, 'snap', 1, 1, 'infinity', now())")
     with pytest.MonkeyPatch.context() as patch:

@@ -15,23 +15,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from test_cdc import ITEM_COLUMNS, ITEMS_SQL, NOTE_COLUMNS, RandomWorkload
-from test_cdc_support import SOURCE, assert_replicated, cdc_test_source, create_database, warehouse_rows
-
-from standins.postgres import PostgresServer, running_postgres
+from tests.support.cdc import (
+    ITEM_COLUMNS,
+    ITEMS_SQL,
+    NOTE_COLUMNS,
+    SOURCE,
+    RandomWorkload,
+    assert_replicated,
+    cdc_test_source,
+    create_database,
+    warehouse_rows,
+)
+from tests.support.postgres import ModuleDatabases
 
 DATASET = "raw_cdc_crash"
 MARKERS = ["batch", "normalize", "load", "loaded"]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    with running_postgres(tmp_path_factory.mktemp("cdc_crash") / "pg", durable=False) as postgres:
-        yield postgres
 
 
 def start_worker(db_path: Path, pipelines: Path, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -58,10 +58,13 @@ def kill_after(worker: subprocess.Popen[str], marker: str, delay_s: float) -> st
     return reached
 
 
-def test_sigkill_at_random_points_then_rerun_equals_source(server, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_at_random_points_then_rerun_equals_source(
+    postgres_databases: ModuleDatabases, tmp_path: Path
+) -> None:
     import os
 
-    database = create_database(server, "crash", ITEMS_SQL, ["items", "notes"])
+    name = postgres_databases.name("crash")
+    database = create_database(postgres_databases.server, name, ITEMS_SQL, ["items", "notes"])
     env = os.environ | database.environment()
     rng = random.Random(4242)
     workload = RandomWorkload(rng)

@@ -14,8 +14,6 @@ import duckdb
 import pytest
 from prefect import flow
 from prefect.variables import Variable
-from receivers import Received, webhook_receiver
-from test_stripe_source import API_KEY, seed
 
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import last_successful_loads
@@ -23,6 +21,8 @@ from flows.config import ConfigError, load_settings
 from flows.freshness import freshness, parse_duration
 from flows.ingest import IngestResult, ingest_sources
 from standins.stripe_api import StripeStore, serve_stripe
+from tests.support.receivers import Received, webhook_receiver
+from tests.support.stripe import API_KEY, seed
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

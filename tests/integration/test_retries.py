@@ -25,18 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_stripe_source import (
-    API_KEY,
-    N_CHARGES,
-    TABLES,
-    Clock,
-    charge,
-    make_changes,
-    query,
-    seed,
-    truth,
-    warehouse,
-)
 
 from dlt_sources.common.http import ApiError
 from flows.config import Settings, load_settings
@@ -44,6 +32,18 @@ from flows.elt import EltRunFailed
 from flows.ingest import IngestFailed, IngestResult, is_transient, run_source
 from flows.ingest_source import ingest_source
 from standins.stripe_api import StripeStore, serve_stripe
+from tests.support.duckdb import query
+from tests.support.stripe import (
+    API_KEY,
+    N_CHARGES,
+    TABLES,
+    Clock,
+    charge,
+    make_changes,
+    seed,
+    truth,
+    warehouse,
+)
 
 MAX_RETRIES = 2  # HTTP retries per request (3 attempts): an outage needs 3+ failures in a row
 PAGE_SIZE = 20  # many pages per list, so a failure lands mid-paging

@@ -8,12 +8,12 @@ from pathlib import Path
 import dlt
 import duckdb
 import pytest
-from test_dbt_project import RAW_SQL
 
 from flows.checks import CHECKS_DIR, Outcome, verify_contract
 from flows.config import load_settings
 from flows.scaffold import ScaffoldError, scaffold_contract
 from flows.transform import run_dbt_build
+from tests.support.raw_tables import RAW_SQL
 
 DATASOURCE = CHECKS_DIR / "datasources" / "duckdb.yml"
 

@@ -19,23 +19,25 @@ from flows.cli import app
 from flows.config import Settings, Warehouse, environment
 from flows.ingest import run_source
 from standins import dataset, shop_db
-from standins.postgres import PostgresServer, running_postgres
+from tests.support.postgres import Database
 
 DATASET = "raw_shop"
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    with running_postgres(tmp_path_factory.mktemp("shop_cdc") / "pg", durable=False) as postgres:
-        shop_db.create_database(postgres.dsn())
-        shop_db.seed(postgres.dsn(shop_db.DATABASE), dataset.generate(500))
-        shop_db.enable_replication(postgres.dsn(shop_db.DATABASE))
-        yield postgres
+def shop(postgres_database: Database) -> Database:
+    """The demo's shop database, under the module's own name on the session's server, seeded
+    and published. The slot keeps its production name ``elt_shop``, which no other module on
+    that server uses (it is dropped with the database)."""
+    shop_db.create_database(postgres_database.server.dsn(), postgres_database.name)
+    shop_db.seed(postgres_database.dsn(), dataset.generate(500))
+    shop_db.enable_replication(postgres_database.dsn())
+    return postgres_database
 
 
 @pytest.fixture
-def settings(shop: PostgresServer, db_path) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
-    replication = shop.dsn(shop_db.DATABASE, user=shop_db.REPLICATION_ROLE)
+def settings(shop: Database, db_path) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
+    replication = shop.dsn(user=shop_db.REPLICATION_ROLE)
     with environment({"SOURCES__SHOP__CREDENTIALS": replication, "ELT_DUCKDB_PATH": str(db_path)}):
         yield Settings(warehouse=Warehouse.DUCKDB, duckdb_path=db_path, dbt_schema="analytics")
 
@@ -46,8 +48,8 @@ def elt_cdc(*args: str) -> str:
     return result.output
 
 
-def test_cdc_commands_and_recovery_from_a_dropped_slot(shop: PostgresServer, settings: Settings) -> None:
-    admin_dsn = shop.dsn(shop_db.DATABASE)
+def test_cdc_commands_and_recovery_from_a_dropped_slot(shop: Database, settings: Settings) -> None:
+    admin_dsn = shop.dsn()
     # the admin's set-up is idempotent
     assert "publication elt_shop publishes public.customers" in elt_cdc(
         "setup", "shop", "--admin-dsn", admin_dsn
@@ -81,11 +83,11 @@ def test_a_missing_setting_or_unknown_source_fails_in_one_line(monkeypatch: pyte
     assert result.exit_code == 1 and "not a CDC source" in result.output
 
 
-def test_the_replication_role_is_least_privilege(shop: PostgresServer) -> None:
+def test_the_replication_role_is_least_privilege(shop: Database) -> None:
     """The role the shop source connects as may log in, replicate and read the published
     tables; nothing else: no superuser or other power, owns nothing, writes nothing."""
     role = shop_db.REPLICATION_ROLE
-    conn = psycopg2.connect(shop.dsn(shop_db.DATABASE))
+    conn = psycopg2.connect(shop.dsn())
     try:
         with conn.cursor() as cur:
             # a table outside the publication (rolled back below)
@@ -138,7 +140,7 @@ def test_the_replication_role_is_least_privilege(shop: PostgresServer) -> None:
         conn.rollback()
         conn.close()
     # AND connected as the role, a write is refused by the server itself
-    with psycopg2.connect(shop.dsn(shop_db.DATABASE, user=role)) as reader, reader.cursor() as cur:
+    with psycopg2.connect(shop.dsn(user=role)) as reader, reader.cursor() as cur:
         cur.execute("select count(*) from orders")
         assert cur.fetchone()[0] > 0
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):

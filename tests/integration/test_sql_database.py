@@ -9,8 +9,6 @@ reloads exactly its window, and a fresh worker resumes from the warehouse's stat
 from __future__ import annotations
 
 import shutil
-import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +16,6 @@ from typing import Any
 
 import dlt
 import duckdb
-import psycopg2
 import pytest
 
 from dlt_sources.errors import SourceError, SourceUnreachable
@@ -26,9 +23,9 @@ from dlt_sources.sql_database import DEFAULT_DIR, Window, declared_databases, lo
 from dlt_sources.sql_database.columns import ConversionError
 from flows.config import environment
 from flows.ingest import source_error_in
-from standins.postgres import PostgresServer, free_port, running_postgres
+from standins.postgres import free_port
+from tests.support.sql_database import INCREMENTAL_ITEMS, SOURCE, execute, write_config
 
-SOURCE = "pgtest"
 DATASET = f"raw_{SOURCE}"
 
 ITEMS_DDL = """
@@ -52,42 +49,6 @@ create table items (
 );
 create index on items (updated_at);
 """
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    with running_postgres(tmp_path_factory.mktemp("sqlpg") / "pg", durable=False) as server:
-        yield server
-
-
-@pytest.fixture
-def database(postgres: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh database per test (its DSN), with SOURCES__PGTEST__CREDENTIALS pointing at it."""
-    name = f"t_{request.node.name.lower()}"[:60].replace("[", "_").replace("]", "_").replace("-", "_")
-    admin = psycopg2.connect(postgres.dsn())
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"drop database if exists {name}")
-        cur.execute(f"create database {name}")
-    dsn = postgres.dsn(name)
-    with environment({"SOURCES__PGTEST__CREDENTIALS": dsn}):
-        yield dsn
-    admin.close()
-
-
-def execute(dsn: str, sql: str, params: Any = None) -> None:
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql, params)
-    conn.close()
-
-
-def write_config(folder: Path, body: str) -> Path:
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{SOURCE}.yml"
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 def source(folder: Path, **kwargs: Any) -> Any:
@@ -118,19 +79,12 @@ def seed_items(dsn: str, n: int, updated_at: str = "2025-01-01 00:00+00") -> Non
     )
 
 
-INCREMENTAL_ITEMS = """
-credentials: "{{ secrets.sources.pgtest.credentials }}"
-tables:
-  - name: items
-    primary_key: id
-    cursor: updated_at
-"""
-
-
-def test_types_values_filter_and_exclusions_are_exact(tmp_path: Path, database: str, make_pipeline, db_path):
-    execute(database, ITEMS_DDL)
+def test_types_values_filter_and_exclusions_are_exact(
+    tmp_path: Path, pgtest_dsn: str, make_pipeline, db_path
+):
+    execute(pgtest_dsn, ITEMS_DDL)
     execute(
-        database,
+        pgtest_dsn,
         """insert into items values
         (1, -1234567890.12, 123456789012345678901234.123456, '2024-03-01 10:00:00.123456+05:30',
          '2024-03-01 10:00:00', '{"a": [1, "ü"], "b": null}', '{"x":1}',
@@ -192,9 +146,9 @@ def test_types_values_filter_and_exclusions_are_exact(tmp_path: Path, database: 
 
 
 def test_increments_merge_changes_and_catch_late_rows_at_the_last_cursor_value(
-    tmp_path: Path, database: str, make_pipeline, db_path
+    tmp_path: Path, pgtest_dsn: str, make_pipeline, db_path
 ):
-    seed_items(database, 100)
+    seed_items(pgtest_dsn, 100)
     folder = tmp_path / "defs"
     write_config(folder, INCREMENTAL_ITEMS)
     pipeline = make_pipeline("incremental")
@@ -203,18 +157,19 @@ def test_increments_merge_changes_and_catch_late_rows_at_the_last_cursor_value(
 
     last = "2025-01-01 00:04+00"  # the largest cursor value loaded (ids 4, 9, …, 99)
     execute(
-        database, "update items set label = 'changed', updated_at = '2025-01-02 00:00+00' where id in (1, 2)"
+        pgtest_dsn,
+        "update items set label = 'changed', updated_at = '2025-01-02 00:00+00' where id in (1, 2)",
     )
-    execute(database, "insert into items (id, label, updated_at) values (500, 'later key', %s)", (last,))
+    execute(pgtest_dsn, "insert into items (id, label, updated_at) values (500, 'later key', %s)", (last,))
     assert run(pipeline, source(folder)) == {"items": 3}
 
     # Committed late with the last cursor value and a key below the mark: still found.
     execute(
-        database,
+        pgtest_dsn,
         "insert into items (id, label, updated_at) values (0, 'late', '2025-01-02 00:00+00'), "
         "(300, 'late too', '2025-01-02 00:00+00')",
     )
-    execute(database, "update items set label = 'late', updated_at = '2025-01-02 00:00+00' where id = 50")
+    execute(pgtest_dsn, "update items set label = 'late', updated_at = '2025-01-02 00:00+00' where id = 50")
     assert run(pipeline, source(folder)) == {"items": 5}  # the boundary is read again (merge)
 
     got = query(db_path, f"select count(*), count(distinct id) from {DATASET}.items")
@@ -227,9 +182,9 @@ def test_increments_merge_changes_and_catch_late_rows_at_the_last_cursor_value(
 
 
 def test_backfill_reloads_exactly_its_window_and_keeps_the_cursor(
-    tmp_path: Path, database: str, make_pipeline, db_path
+    tmp_path: Path, pgtest_dsn: str, make_pipeline, db_path
 ):
-    seed_items(database, 50)  # updated_at 00:00 … 00:04 on 2025-01-01
+    seed_items(pgtest_dsn, 50)  # updated_at 00:00 … 00:04 on 2025-01-01
     folder = tmp_path / "defs"
     write_config(folder, INCREMENTAL_ITEMS)
     pipeline = make_pipeline("backfill")
@@ -237,7 +192,7 @@ def test_backfill_reloads_exactly_its_window_and_keeps_the_cursor(
     stored = pipeline.state["sources"][SOURCE]["resources"]["items"]
 
     # Change labels without touching the cursor: only a backfill can bring them over.
-    execute(database, "update items set label = 'fixed'")
+    execute(pgtest_dsn, "update items set label = 'fixed'")
     window = Window("2025-01-01T00:01:00Z", "2025-01-01T00:03:00Z")  # minutes 1 and 2
     assert run(pipeline, source(folder, backfill=window)) == {"items": 20}
     fixed = query(db_path, f"select count(*) from {DATASET}.items where label = 'fixed'")
@@ -253,12 +208,12 @@ def test_backfill_reloads_exactly_its_window_and_keeps_the_cursor(
 
 
 def test_partitioned_full_load_and_replace_lose_and_duplicate_nothing(
-    tmp_path: Path, database: str, make_pipeline, db_path
+    tmp_path: Path, pgtest_dsn: str, make_pipeline, db_path
 ):
-    seed_items(database, 5000)
-    execute(database, "delete from items where id between 1000 and 1999")  # a hole in the key range
-    execute(database, "create table kinds (code text primary key, name text)")
-    execute(database, "insert into kinds values ('a', 'Ä'), ('b', null)")
+    seed_items(pgtest_dsn, 5000)
+    execute(pgtest_dsn, "delete from items where id between 1000 and 1999")  # a hole in the key range
+    execute(pgtest_dsn, "create table kinds (code text primary key, name text)")
+    execute(pgtest_dsn, "insert into kinds values ('a', 'Ä'), ('b', null)")
     folder = tmp_path / "defs"
     write_config(
         folder,
@@ -274,13 +229,13 @@ def test_partitioned_full_load_and_replace_lose_and_duplicate_nothing(
     assert query(db_path, f"select count(*), count(distinct id), sum(id) from {DATASET}.items") == [
         (4000, 4000, sum(range(1, 5001)) - sum(range(1000, 2000)))
     ]
-    execute(database, "delete from kinds where code = 'b'")
+    execute(pgtest_dsn, "delete from kinds where code = 'b'")
     assert run(pipeline, source(folder)) == {"kinds": 1}
     assert query(db_path, f"select code, name from {DATASET}.kinds") == [("a", "Ä")]
 
 
-def test_a_fresh_worker_resumes_from_the_warehouse_state(tmp_path: Path, database: str, db_path):
-    seed_items(database, 200)
+def test_a_fresh_worker_resumes_from_the_warehouse_state(tmp_path: Path, pgtest_dsn: str, db_path):
+    seed_items(pgtest_dsn, 200)
     folder = tmp_path / "defs"
     write_config(folder, INCREMENTAL_ITEMS)
 
@@ -298,19 +253,19 @@ def test_a_fresh_worker_resumes_from_the_warehouse_state(tmp_path: Path, databas
     # last cursor value are not read again.
     assert run(worker(), source(folder)) == {}
     shutil.rmtree(tmp_path / "pipelines")
-    execute(database, "update items set label = 'new', updated_at = now() where id in (1, 2, 3)")
+    execute(pgtest_dsn, "update items set label = 'new', updated_at = now() where id in (1, 2, 3)")
     assert run(worker(), source(folder)) == {"items": 3}
     assert query(db_path, f"select count(*), count(distinct id) from {DATASET}.items") == [(200, 200)]
 
 
 def test_a_value_that_does_not_fit_names_source_table_column_and_row(
-    tmp_path: Path, database: str, make_pipeline, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, pgtest_dsn: str, make_pipeline, monkeypatch: pytest.MonkeyPatch
 ):
     # with the default `bad_records: quarantine` the row goes to _rejected_records instead
     # (tests/integration/test_bad_input.py)
     monkeypatch.setenv("SOURCES__PGTEST__BAD_RECORDS", "fail")
-    seed_items(database, 3)
-    execute(database, "update items set amount = 'NaN' where id = 2")
+    seed_items(pgtest_dsn, 3)
+    execute(pgtest_dsn, "update items set amount = 'NaN' where id = 2")
     folder = tmp_path / "defs"
     write_config(folder, INCREMENTAL_ITEMS)
     with pytest.raises(Exception) as caught:
@@ -332,8 +287,8 @@ def test_an_unreachable_database_fails_in_one_line_naming_the_setting(tmp_path: 
     assert "\n" not in message
 
 
-def test_config_mistakes_against_the_database_name_file_table_and_field(tmp_path: Path, database: str):
-    seed_items(database, 1)
+def test_config_mistakes_against_the_database_name_file_table_and_field(tmp_path: Path, pgtest_dsn: str):
+    seed_items(pgtest_dsn, 1)
     folder = tmp_path / "defs"
     write_config(folder, INCREMENTAL_ITEMS.replace("cursor: updated_at", "cursor: modified_at"))
     with pytest.raises(SourceError, match=r"pgtest.yml: table `items`: `cursor` names column `modified_at`"):

@@ -20,19 +20,17 @@ import pytest
 from dlt_sources.sql_database import load_file, sql_database_source
 from dlt_sources.sql_database.config import SqlConfigError
 from flows.config import environment
-from standins.postgres import PostgresServer, running_postgres
-from tests.pg_auth import password_dsn, require_password
+from tests.support.postgres import Database, password_dsn, require_password
 
 SOURCE = "inventory_ro"
-DATABASE = "inventory"
 ROLE = "elt_sql_reader"
 PASSWORD = "reader-pw-5ecret-3b7d"
 CREDENTIALS = f"SOURCES__{SOURCE.upper()}__CREDENTIALS"
 
-# dlt_sources/sql_database/README.md, "A least-privilege role", for this database
+# dlt_sources/sql_database/README.md, "A least-privilege role", for the module's database
 GRANTS = f"""
 create role {ROLE} login nosuperuser nocreatedb nocreaterole noreplication;
-grant connect on database {DATABASE} to {ROLE};
+grant connect on database {{database}} to {ROLE};
 grant usage on schema public to {ROLE};
 grant select on public.products, public.stock to {ROLE};
 """
@@ -49,20 +47,17 @@ insert into payroll values (1, 5000);
 
 
 @pytest.fixture(scope="module")
-def server(module_dir: Path) -> Iterator[PostgresServer]:
-    with running_postgres(module_dir / "pg", durable=False) as postgres:
-        admin = psycopg2.connect(postgres.dsn())
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f"create database {DATABASE}")
-        admin.close()
-        with psycopg2.connect(postgres.dsn(DATABASE)) as conn, conn.cursor() as cur:
-            cur.execute(TABLES)
-            cur.execute(GRANTS)
-        conn.close()
-        require_password(postgres, ROLE, PASSWORD)
-        with environment({CREDENTIALS: password_dsn(postgres, DATABASE, ROLE, PASSWORD)}):
-            yield postgres
+def reader_dsn(postgres_database: Database) -> Iterator[str]:
+    """The module's database with the tables and the read-only role: its DSN as that role
+    (also in the source's credentials setting)."""
+    with psycopg2.connect(postgres_database.dsn()) as conn, conn.cursor() as cur:
+        cur.execute(TABLES)
+        cur.execute(GRANTS.format(database=postgres_database.name))
+    conn.close()
+    require_password(postgres_database.server, ROLE, PASSWORD)
+    dsn = password_dsn(postgres_database.server, postgres_database.name, ROLE, PASSWORD)
+    with environment({CREDENTIALS: dsn}):
+        yield dsn
 
 
 def config_file(folder: Path, tables: str) -> Path:
@@ -76,7 +71,8 @@ def config_file(folder: Path, tables: str) -> Path:
     return path
 
 
-def test_the_read_only_role_loads_its_tables(server: PostgresServer, module_dir: Path) -> None:
+@pytest.mark.usefixtures("reader_dsn")
+def test_the_read_only_role_loads_its_tables(module_dir: Path) -> None:
     path = config_file(
         module_dir / "granted",
         """
@@ -100,8 +96,8 @@ def test_the_read_only_role_loads_its_tables(server: PostgresServer, module_dir:
     assert loaded == {"products": 3, "stock": 2}
 
 
-def test_the_role_can_neither_write_nor_create(server: PostgresServer) -> None:
-    conn = psycopg2.connect(password_dsn(server, DATABASE, ROLE, PASSWORD))
+def test_the_role_can_neither_write_nor_create(reader_dsn: str) -> None:
+    conn = psycopg2.connect(reader_dsn)
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(
@@ -123,12 +119,11 @@ def test_the_role_can_neither_write_nor_create(server: PostgresServer) -> None:
     conn.close()
     # AND a wrong password is refused
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(password_dsn(server, DATABASE, ROLE, "not-the-password")).close()
+        psycopg2.connect(reader_dsn.replace(PASSWORD, "not-the-password")).close()
 
 
-def test_a_table_not_granted_fails_in_one_line_naming_source_and_table(
-    server: PostgresServer, module_dir: Path
-) -> None:
+@pytest.mark.usefixtures("reader_dsn")
+def test_a_table_not_granted_fails_in_one_line_naming_source_and_table(module_dir: Path) -> None:
     path = config_file(
         module_dir / "not_granted",
         """

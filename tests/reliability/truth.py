@@ -1,6 +1,6 @@
 """The source truth against the warehouse, row by row: what was lost, duplicated or wrong.
 
-Each table is read on both sides as ``key -> row hash`` (tests/row_hashes.py). A key the
+Each table is read on both sides as ``key -> row hash`` (tests/support/row_hashes.py). A key the
 source has and the warehouse lacks is *lost*; a key the warehouse holds more than once is
 *duplicated*; a key whose row differs, or that the source no longer has (a delete that
 never arrived), is *wrong*. The campaign fails on any of the three.
@@ -19,7 +19,7 @@ import duckdb
 import psycopg2
 
 from standins import DemoSources
-from tests.row_hashes import canonical, row_hash
+from tests.support.row_hashes import canonical, row_hash
 
 SHOP_TABLES = ("customers", "products", "orders", "order_items")
 

@@ -19,7 +19,7 @@ from dlt_sources.postgres_cdc.pgoutput import (
     Value,
     decode,
 )
-from tests.unit.test_cdc_pgoutput import tuple_data
+from tests.support.pgoutput import tuple_data
 
 INT8, TEXT, NUMERIC, BOOL = 20, 25, 1700, 16
 RELATION = struct.pack(">I", 16_384)

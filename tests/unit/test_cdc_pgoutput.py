@@ -23,23 +23,11 @@ from dlt_sources.postgres_cdc.pgoutput import (
     format_lsn,
     parse_lsn,
 )
+from tests.support.pgoutput import tuple_data
 
 
 def string(text: str) -> bytes:
     return text.encode() + b"\0"
-
-
-def tuple_data(*values: bytes | object | None) -> bytes:
-    """TupleData: Int16 count, then per column 'n' | 'u' | 't' Int32 length + bytes."""
-    out = struct.pack(">h", len(values))
-    for value in values:
-        if value is None:
-            out += b"n"
-        elif value is UNCHANGED:
-            out += b"u"
-        else:
-            out += b"t" + struct.pack(">i", len(value)) + value  # type: ignore[arg-type]
-    return out
 
 
 def test_begin_and_commit() -> None:
