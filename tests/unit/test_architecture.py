@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-TESTS_DIR = Path(__file__).resolve().parents[1]
+TEST_SUITE_DIR = Path(__file__).resolve().parents[1]
 # A test module or a conftest: pytest's files, never a library for other tests.
-TEST_MODULE = re.compile(r"test_\w*|conftest")
+TEST_MODULE_NAME = re.compile(r"test_\w*|conftest")
 
 
-def imported_modules(tree: ast.AST) -> Iterator[tuple[int, str]]:
+def suite_files() -> Iterator[Path]:
+    """Every .py under tests/, hidden folders left out (the BigQuery emulator's own .venv)."""
+    for folder, subfolders, files in os.walk(TEST_SUITE_DIR):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        yield from (Path(folder, name) for name in sorted(files) if name.endswith(".py"))
+
+
+def modules_named_in_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
     """(line, dotted name) of every module an import may bring in, including
     ``from package import module`` (the names after ``import`` may be modules)."""
     for node in ast.walk(tree):
@@ -29,8 +37,8 @@ def imports_of_test_modules(source: str) -> dict[int, str]:
     depth: ``from test_x import`` (pytest's rootdir sys.path makes that form work),
     ``tests.unit.test_x``, ``from tests.integration import test_x``, ``from . import conftest``."""
     found: dict[int, str] = {}
-    for line, name in imported_modules(ast.parse(source)):
-        if any(TEST_MODULE.fullmatch(part) for part in name.split(".")):
+    for line, name in modules_named_in_imports(ast.parse(source)):
+        if any(TEST_MODULE_NAME.fullmatch(part) for part in name.split(".")):
             found.setdefault(line, name)
     return found
 
@@ -52,9 +60,8 @@ def test_no_test_module_imports_another() -> None:
     injects); a test module imported by another runs its module-level code and fixtures twice
     and hides what is shared."""
     found = [
-        f"{path.relative_to(TESTS_DIR.parent)}:{line}: imports {name}"
-        for path in sorted(TESTS_DIR.rglob("*.py"))
-        if not any(part.startswith(".") for part in path.relative_to(TESTS_DIR).parts)
+        f"{path.relative_to(TEST_SUITE_DIR.parent)}:{line}: imports {name}"
+        for path in suite_files()
         for line, name in sorted(imports_of_test_modules(path.read_text()).items())
     ]
     assert not found, "test modules imported as libraries (move the helper to tests/support/):\n" + "\n".join(
