@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,15 +38,18 @@ class DemoSources:
     tickets_url: str
     github: GitHubStore
     github_url: str
+    shop_database: str = shop_db.DATABASE
 
     @property
     def shop_admin_dsn(self) -> str:
-        return self.postgres.dsn(shop_db.DATABASE)
+        return self.postgres.dsn(self.shop_database)
 
     def environment(self) -> dict[str, str]:
         """dlt settings that point the sources at the stand-ins."""
         return {
-            "SOURCES__SHOP__CREDENTIALS": self.postgres.dsn(shop_db.DATABASE, user=shop_db.REPLICATION_ROLE),
+            "SOURCES__SHOP__CREDENTIALS": self.postgres.dsn(
+                self.shop_database, user=shop_db.REPLICATION_ROLE
+            ),
             "SOURCES__SHOP__PUBLICATION": shop_db.PUBLICATION,
             "SOURCES__STRIPE__BASE_URL": self.stripe_url,
             "SOURCES__STRIPE__API_KEY": DEMO_STRIPE_KEY,
@@ -78,12 +81,25 @@ def stripe_store_for(data: dataset.ShopData) -> StripeStore:
 
 
 @contextmanager
-def demo_sources(state_dir: Path, n_orders: int = 100_000, durable: bool = True) -> Iterator[DemoSources]:
-    """Start both stand-ins; the shop database persists in ``state_dir`` between runs."""
+def demo_sources(
+    state_dir: Path,
+    n_orders: int = 100_000,
+    durable: bool = True,
+    postgres: PostgresServer | None = None,
+    shop_database: str = shop_db.DATABASE,
+) -> Iterator[DemoSources]:
+    """Start the stand-ins; the shop database persists in ``state_dir`` between runs.
+
+    Given a running ``postgres`` (the tests' shared server), the shop database is
+    ``shop_database`` on it instead of ``shop`` on a server of its own.
+    """
     data = dataset.generate(n_orders)
-    with running_postgres(state_dir / "shop-postgres", durable=durable) as postgres:
-        shop_db.create_database(postgres.dsn())
-        shop_dsn = postgres.dsn(shop_db.DATABASE)
+    server: AbstractContextManager[PostgresServer] = (
+        nullcontext(postgres) if postgres else running_postgres(state_dir / "shop-postgres", durable=durable)
+    )
+    with server as postgres:
+        shop_db.create_database(postgres.dsn(), shop_database)
+        shop_dsn = postgres.dsn(shop_database)
         if not shop_db.is_seeded(shop_dsn):
             shop_db.seed(shop_dsn, data)
         shop_db.enable_replication(shop_dsn)
@@ -103,4 +119,5 @@ def demo_sources(state_dir: Path, n_orders: int = 100_000, durable: bool = True)
                 tickets_url=tickets_url,
                 github=github,
                 github_url=github_url,
+                shop_database=shop_database,
             )

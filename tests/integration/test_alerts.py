@@ -30,6 +30,7 @@ from standins import (
     DemoSources,
     demo_sources,
 )
+from tests.support.postgres import Database
 from tests.support.receivers import Received, smtp_receiver, webhook_receiver
 from tests.support.secrets_scan import leaks, prefect_texts
 
@@ -50,13 +51,18 @@ class Scenario:
 
 
 @pytest.fixture(scope="module")
-def scenario(module_dir: Path) -> Iterator[Scenario]:
+def scenario(module_dir: Path, postgres_database: Database) -> Iterator[Scenario]:
     workdir = module_dir
     Variable.set(INCIDENTS_VARIABLE, {}, overwrite=True)  # other tests' failed runs announced nothing here
     with (
         webhook_receiver() as (hooks_url, received),
         smtp_receiver() as (smtp_port, mail),
-        demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo,
+        demo_sources(
+            workdir / "state",
+            n_orders=N_ORDERS,
+            postgres=postgres_database.server,
+            shop_database=postgres_database.name,
+        ) as demo,
     ):
         mail.messages = received.messages  # one list: every channel's messages in arrival order
         settings = {

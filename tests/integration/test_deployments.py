@@ -28,6 +28,7 @@ import pytest
 from flows.config import PROJECT_DIR, TELEMETRY_OFF
 from flows.ingest import SOURCES, source_tag
 from standins import demo_sources
+from tests.support.postgres import Database
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +122,7 @@ def wait_healthy(api: str, server: subprocess.Popen[bytes], log: Path, timeout: 
 
 
 @pytest.fixture(scope="module")
-def platform(session_dir: Path) -> Iterator[Platform]:
+def platform(session_dir: Path, postgres_database: Database) -> Iterator[Platform]:
     # not tmp_path_factory: a concurrent pytest session prunes old basetemps under PostgreSQL's feet
     workdir = session_dir / "deployments"
     workdir.mkdir()
@@ -142,7 +143,12 @@ def platform(session_dir: Path) -> Iterator[Platform]:
         server_log,
     )
     try:
-        with demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo:
+        with demo_sources(
+            workdir / "state",
+            n_orders=N_ORDERS,
+            postgres=postgres_database.server,
+            shop_database=postgres_database.name,
+        ) as demo:
             wait_healthy(api, server, server_log)
             client_env = prefect | {"PREFECT_API_URL": api}
             deployed = subprocess.run(

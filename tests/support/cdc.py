@@ -107,7 +107,7 @@ def cdc_test_source(tables: list[str]) -> Iterator[Any]:
     yield replication_resource(SOURCE, tables, resolve_settings(SOURCE))
 
 
-def run_cdc(pipeline, tables: list[str] | None = None) -> CdcReport:  # type: ignore[no-untyped-def]
+def run_cdc(pipeline: dlt.Pipeline, tables: list[str] | None = None) -> CdcReport:
     """One CDC run and its post-load step, as the ingest flow does it."""
     pipeline.run(
         cdc_test_source(tables or ["items", "notes"]), loader_file_format="parquet"
