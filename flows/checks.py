@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,9 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from ruamel.yaml import YAML, YAMLError
 
-from flows.config import CHECKS_DIR, PROJECT_DIR, Settings, Warehouse
+from flows.config import CHECKS_DIR, Settings, Warehouse
 from flows.redact import redact, secret_values
+from flows.results import CheckRecord, ContractResult, Outcome
 
 # Soda reads this once, when soda_core's API module is first imported, and would
 # otherwise send anonymous usage traces to collect.soda.io (and install a global
@@ -46,105 +46,6 @@ logger = logging.getLogger(__name__)
 # Soda's own substitution syntax, e.g. ${env.ELT_DUCKDB_PATH} or ${var.MARTS_SCHEMA}.
 _ENV_REF = re.compile(r"\$\{ *env\.([a-zA-Z_][a-zA-Z_0-9]*) *\}")
 _YAML_ERRORS: tuple[type[Exception], ...] = (YAMLError, OSError, UnicodeDecodeError)
-
-
-class Outcome(StrEnum):
-    """Outcome of one check; ERROR means not evaluated because the run errored."""
-
-    PASSED = "PASSED"
-    WARN = "WARN"
-    FAILED = "FAILED"
-    NOT_EVALUATED = "NOT_EVALUATED"
-    ERROR = "ERROR"
-    EXCLUDED = "EXCLUDED"
-
-
-# Anything else (FAILED, NOT_EVALUATED, ERROR, EXCLUDED) fails the contract: fail closed.
-_OK_OUTCOMES: frozenset[Outcome] = frozenset({Outcome.PASSED, Outcome.WARN})
-
-
-_RULE_TYPES = frozenset({"failed_rows", "metric"})
-
-
-@dataclass(frozen=True)
-class CheckRecord:
-    """One check of a contract, reduced to what a failure report needs."""
-
-    name: str
-    type: str
-    column: str | None
-    outcome: Outcome
-    metric: str | None = None
-    value: Any = None
-    details: str | None = None
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in _OK_OUTCOMES
-
-    @property
-    def label(self) -> str:
-        """Short stable label such as ``missing id`` (Soda's default names are not unique);
-        a business rule (failed_rows, metric) has no column, so its own name says what broke."""
-        if self.type in _RULE_TYPES:
-            return f"{self.type}: {self.name}"
-        return f"{self.type} {self.column}" if self.column else self.type
-
-    def describe(self) -> str:
-        """e.g. ``check 'missing id' failed (missing_count=3)``."""
-        verb = {
-            Outcome.FAILED: "failed",
-            Outcome.WARN: "warned",
-            Outcome.NOT_EVALUATED: "was not evaluated",
-            Outcome.ERROR: "errored",
-            Outcome.EXCLUDED: "was excluded",
-        }.get(self.outcome, self.outcome.value.lower())
-        facts = []
-        if self.metric is not None and self.value is not None:
-            value = round(self.value, 2) if isinstance(self.value, float) else self.value
-            facts.append(f"{self.metric}={value}")
-        if self.details:
-            facts.append(self.details)
-        suffix = f" ({'; '.join(facts)})" if facts else ""
-        return f"check '{self.label}' {verb}{suffix}"
-
-
-@dataclass
-class ContractResult:
-    """Verdict for one contract file; ``passed`` already applies the fail-closed rules."""
-
-    contract: Path
-    dataset: str
-    passed: bool
-    checks: list[CheckRecord] = field(default_factory=list)
-    error: str | None = None
-    qualified_name: str | None = None
-    duration_s: float = 0.0
-
-    @property
-    def failed_checks(self) -> list[CheckRecord]:
-        return [check for check in self.checks if not check.ok]
-
-    def summary(self) -> str:
-        """One line for logs, passing or not."""
-        if not self.passed:
-            return self.failure_message()
-        return (
-            f"contract {_display(self.contract)} passed: table {self.dataset}, "
-            f"{len(self.checks)} checks in {self.duration_s:.2f}s"
-        )
-
-    def failure_message(self) -> str:
-        """Name the table and every failing check with its value (empty when passed)."""
-        if self.passed:
-            return ""
-        parts = [check.describe() for check in self.failed_checks]
-        if not self.checks and not self.error:
-            parts.append("no checks were run")
-        if self.error:
-            parts.append(f"error: {self.error}")
-        return f"contract {_display(self.contract)} failed: table {self.dataset}, " + "; ".join(parts)
 
 
 # Contracts spell column types as DuckDB does. Where a warehouse names a type otherwise
@@ -581,14 +482,6 @@ def _soda_logging(secrets: list[str]) -> Iterator[None]:
     finally:
         soda_logger.removeFilter(mask)
         soda_logger.setLevel(previous_level)
-
-
-def _display(path: Path) -> str:
-    """Repo-relative path for messages, e.g. checks/marts/fct_orders.yml."""
-    try:
-        return str(path.resolve().relative_to(PROJECT_DIR))
-    except ValueError:
-        return str(path)
 
 
 def _task_logger() -> logging.Logger | logging.LoggerAdapter:

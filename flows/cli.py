@@ -216,13 +216,15 @@ def _cdc_settings(source: str):  # type: ignore[no-untyped-def]
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
     from dlt_sources.postgres_cdc import resolve_settings
-    from flows.ingest import CDC_TABLES, missing_settings_error, use_environment_slots
+    from dlt_sources.registry import cdc_sources
+    from flows.ingest import missing_settings_error, use_environment_slots
 
-    if source not in CDC_TABLES:
-        _fail(f"{source} is not a CDC source; CDC sources: {', '.join(CDC_TABLES)}")
+    replicated = cdc_sources()
+    if source not in replicated:
+        _fail(f"{source} is not a CDC source; CDC sources: {', '.join(replicated)}")
     try:
         use_environment_slots()
-        return resolve_settings(source), CDC_TABLES[source]
+        return resolve_settings(source), replicated[source].cdc_tables
     except ConfigFieldMissingException as exc:
         _fail(str(missing_settings_error(source, exc)))
     except (SourceError, ConfigError) as exc:

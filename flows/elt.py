@@ -20,11 +20,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from dlt_sources.registry import SOURCES
 from flows.alerts import alert_failed_run, resolve_failed_run
 from flows.audit import record_contracts
 from flows.checks import ContractsFailed, ContractTarget, run_contracts
 from flows.config import Settings, flow_retries, load_settings
-from flows.ingest import SOURCES, ingest_sources, source_tag
+from flows.ingest import ingest_sources, source_tag
 from flows.pii import ensure_pii_salt
 from flows.report import RunSummary
 from flows.transform import DbtBuildError, DbtInvocationError, run_dbt_build, run_dbt_operation

@@ -21,7 +21,7 @@ import duckdb
 import yaml
 
 from flows.config import CHECKS_DIR, TRANSFORM_DIR, Settings, Warehouse
-from flows.ingest import pipeline_for
+from flows.pipelines import source_pipeline
 
 # dlt data types as the DuckDB warehouse (and Soda's schema check) names them
 _DUCKDB_TYPES = {
@@ -108,7 +108,7 @@ def scaffold_contract(
 
 def _from_dlt_schema(source: str, table: str, settings: Settings) -> list[ColumnSpec]:
     """Columns and keys from the dlt schema the source's last load stored in the warehouse."""
-    pipeline = pipeline_for(source, settings)
+    pipeline = source_pipeline(source, settings)
     pipeline.sync_destination()
     tables = pipeline.default_schema.data_tables() if pipeline.default_schema_name else []
     found = next((t for t in tables if t["name"] == table), None)

@@ -17,10 +17,11 @@ import pytest
 from test_sql_database import INCREMENTAL_ITEMS, SOURCE, database, execute, postgres, write_config  # noqa: F401
 from typer.testing import CliRunner
 
+from dlt_sources.registry import SOURCES
 from dlt_sources.sql_database import SOURCES_DIR_ENV, declared_databases
 from flows.backfill import backfill, chunks
 from flows.cli import app
-from flows.ingest import SOURCES, ingest_sources
+from flows.ingest import ingest_sources
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -41,8 +41,9 @@ from test_stripe_source import (
 from dlt_sources.common.http import ApiError
 from flows.config import Settings, load_settings
 from flows.elt import EltRunFailed
-from flows.ingest import IngestFailed, IngestResult, is_transient, run_source
+from flows.ingest import IngestFailed, is_transient, run_source
 from flows.ingest_source import ingest_source
+from flows.results import IngestResult
 from standins.stripe_api import StripeStore, serve_stripe
 
 MAX_RETRIES = 2  # HTTP retries per request (3 attempts): an outage needs 3+ failures in a row
