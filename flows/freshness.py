@@ -20,6 +20,7 @@ import yaml
 from prefect import flow, get_run_logger
 
 from dlt_sources import spec
+from dlt_sources.common.declared import read_freshness
 from dlt_sources.registry import SOURCES
 from flows.alerts import Incident, alert_failed_run, open_incident, resolve_incident
 from flows.audit import last_successful_loads, now
@@ -63,26 +64,19 @@ def freshness_slas() -> dict[tuple[str, str], timedelta]:
     """``(source, table) -> SLA``; ``"*"`` stands for the tables without their own SLA."""
     override = os.environ.get(FILE_SETTING)
     if override:
-        return _slas_in_file(Path(override))
-    slas = {}
-    for name, source in SOURCES.items():
-        sla = source.freshness or spec.FreshnessSla()
+        path = Path(override)
+        document = yaml.safe_load(path.read_text()) or {}
+        slas = {
+            source: read_freshness(sla, f"{path}: {source}", ConfigError) for source, sla in document.items()
+        }
+    else:
+        slas = {name: source.freshness for name, source in SOURCES.items() if source.freshness}
+    by_table = {}
+    for source, sla in slas.items():
         if sla.default is not None:
-            slas[(name, "*")] = sla.default
-        slas |= {(name, table): table_sla for table, table_sla in sla.tables.items()}
-    return slas
-
-
-def _slas_in_file(path: Path) -> dict[tuple[str, str], timedelta]:
-    """SLAs written as ``<source>: {default: 6h, tables: {<table>: 1h}}``."""
-    document = yaml.safe_load(path.read_text()) or {}
-    slas = {}
-    for source, sla in document.items():
-        if "default" in sla:
-            slas[(source, "*")] = parse_duration(sla["default"], f"{path.name}: {source}.default")
-        for table, value in (sla.get("tables") or {}).items():
-            slas[(source, table)] = parse_duration(value, f"{path.name}: {source}.tables.{table}")
-    return slas
+            by_table[(source, "*")] = sla.default
+        by_table |= {(source, table): table_sla for table, table_sla in sla.tables.items()}
+    return by_table
 
 
 def check_freshness(settings: Settings) -> list[Freshness]:

@@ -58,22 +58,25 @@ def read_operations(
     if schedule is not None and not isinstance(schedule, str):
         raise error(f'{path}: `schedule` must be a cron string such as "0 * * * *" (UTC)')
     freshness = document.get("freshness")
-    if freshness is None:
-        return schedule, None
-    if not isinstance(freshness, dict) or not set(freshness) <= _FRESHNESS_KEYS:
-        raise error(f"{path}: `freshness` must be a mapping with `default` and/or `tables`")
-    tables = freshness.get("tables") or {}
+    return schedule, None if freshness is None else read_freshness(freshness, f"{path}: freshness", error)
+
+
+def read_freshness(value: Any, where: str, error: type[Exception]) -> FreshnessSla:
+    """``{default: 6h, tables: {<table>: 1h}}`` as an SLA; ``where`` names the mapping in errors."""
+    if not isinstance(value, dict) or not set(value) <= _FRESHNESS_KEYS:
+        raise error(f"{where} must be a mapping with `default` and/or `tables`")
+    tables = value.get("tables") or {}
     if not isinstance(tables, dict):
-        raise error(f"{path}: `freshness.tables` must map table names to durations")
+        raise error(f"{where}.tables must map table names to durations such as 30m, 6h or 2d")
 
     def duration(key: str, text: Any) -> timedelta:
         try:
             return parse_duration(text)
         except ValueError as exc:
-            raise error(f"{path}: `freshness.{key}`: {exc}") from None
+            raise error(f"{where}.{key}: {exc}") from None
 
-    default = freshness.get("default")
-    return schedule, FreshnessSla(
+    default = value.get("default")
+    return FreshnessSla(
         default=None if default is None else duration("default", default),
         tables={table: duration(f"tables.{table}", text) for table, text in tables.items()},
     )

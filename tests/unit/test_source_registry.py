@@ -45,6 +45,15 @@ def test_every_table_of_a_source_has_its_staging_model_and_dbt_source(name: str)
     assert {table["name"] for table in raw["tables"]} == tables, f"{folder}/_{name}__sources.yml"
 
 
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_the_demo_points_every_source_at_a_stand_in(name: str) -> None:
+    # `elt demo` loads every registered source, each from the stand-in DemoSources.environment() names
+    standins = PROJECT_DIR / "standins" / "__init__.py"
+    assert f'"SOURCES__{name.upper()}__' in standins.read_text(), (
+        f"source {name}: no setting of it in {standins.relative_to(PROJECT_DIR)} DemoSources.environment()"
+    )
+
+
 def test_prefect_yaml_has_a_deployment_per_scheduled_source_on_its_cron() -> None:
     assert deployment_drift() == []
 
@@ -108,7 +117,7 @@ def test_a_declared_source_reads_its_schedule_and_freshness(tmp_path: Path) -> N
         FreshnessSla(tables={"tickets": timedelta(minutes=90)}),
     )
     path.write_text(yaml.safe_dump(document | {"freshness": {"default": "soon"}}))
-    with pytest.raises(RestConfigError, match=r"helpdesk.yml: `freshness.default`: 'soon' is not a duration"):
+    with pytest.raises(RestConfigError, match=r"helpdesk.yml: freshness.default: 'soon' is not a duration"):
         load_file(path)
 
 
