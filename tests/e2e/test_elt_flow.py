@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import FAILED, LOADED
 from flows.cli import app
-from flows.config import load_settings
+from flows.config import environment, load_settings
 from flows.elt import EltRunFailed, elt
 from flows.ingest import SOURCES
 from standins import (
@@ -36,7 +36,6 @@ from standins import (
     DEMO_TICKETS_TOKEN,
     DemoSources,
     demo_sources,
-    environment,
     shop_db,
 )
 from standins.postgres import PostgresServer
