@@ -87,6 +87,7 @@ def apply_runtime_environment() -> None:
 class Settings:
     """Everything derived from the warehouse choice."""
 
+    # the plug-in of flows/warehouses/ that ELT_WAREHOUSE named
     warehouse: Warehouse
     duckdb_path: Path
     dbt_schema: str
