@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
-from flows.config import PROJECT_DIR, TELEMETRY_OFF, Warehouse
+from flows.config import PROJECT_DIR, TELEMETRY_OFF
+from flows.warehouses import DEFAULT_WAREHOUSE, warehouse_named
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -188,12 +189,12 @@ def register_deployments(api_url: str, prefect_file: Path = PREFECT_FILE) -> str
 
 
 def default_pool_limit() -> int | None:
-    """1 on DuckDB, whose file takes one writer process at a time; no limit on cloud warehouses.
+    """1 on a warehouse that takes one writer at a time (DuckDB's file); no limit on the others.
 
     Read from ``ELT_WAREHOUSE`` where ``elt deploy`` runs, which is the worker's on one machine.
     """
-    warehouse = Warehouse.parse(os.environ.get("ELT_WAREHOUSE") or Warehouse.DUCKDB.value)
-    return 1 if warehouse is Warehouse.DUCKDB else None
+    warehouse = warehouse_named(os.environ.get("ELT_WAREHOUSE") or DEFAULT_WAREHOUSE)
+    return None if warehouse.takes_concurrent_writers else 1
 
 
 def deploy(pool_limit: int | None) -> list[str]:

@@ -35,7 +35,7 @@ from dlt_sources.common.packages import discard_committed_extracts, forget_state
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.registry import SOURCES, cdc_sources
 from flows.audit import FAILED, LOADED, LoadRecord, now, record
-from flows.config import ConfigError, Settings, cause_chain, schema_prefix, warehouse_error
+from flows.config import ConfigError, Settings, cause_chain, schema_prefix
 from flows.pipelines import raw_dataset, source_pipeline
 from flows.redact import first_line
 from flows.results import IngestResult
@@ -94,12 +94,12 @@ def run_source(source: str, settings: Settings) -> IngestResult:
         raise missing_settings_error(source, exc) from None
     except PipelineStepFailed as exc:
         # dlt wraps the source's own error; surface it so the message names the source.
-        cause = source_error_in(exc) or contract_error_in(source, exc) or warehouse_error(settings, exc)
+        cause = source_error_in(exc) or contract_error_in(source, exc) or settings.login_error(exc)
         if cause is not None:
             raise cause from exc
         raise
     except Exception as exc:  # the warehouse refused the connection before dlt's steps began
-        cause = warehouse_error(settings, exc)
+        cause = settings.login_error(exc)
         if cause is not None:
             raise cause from exc
         raise

@@ -39,7 +39,7 @@ def ingest_source(source: str, warehouse: str | None = None) -> RunSummary:
         raise SourceError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
     settings = load_settings(warehouse)
     settings.export_tool_environment()
-    summary = RunSummary(warehouse=settings.warehouse.value)
+    summary = RunSummary(warehouse=settings.warehouse.name)
     try:
         with summary.stage("ingest"):
             # the same task, retries, tag and audit rows as the full run

@@ -18,8 +18,10 @@ from prefect import flow, get_run_logger
 
 from flows.config import TRANSFORM_DIR
 from flows.results import DbtBuildSummary, NodeResult
+from flows.warehouses import DEFAULT_WAREHOUSE
 
-DEFAULT_TARGET: Final[str] = "duckdb"
+# profiles.yml names each output after its warehouse
+DEFAULT_TARGET: Final[str] = DEFAULT_WAREHOUSE
 TARGET_ENV_VAR: Final[str] = "ELT_DBT_TARGET"
 
 

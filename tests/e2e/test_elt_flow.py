@@ -28,7 +28,7 @@ from dlt_sources.registry import SOURCES
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import FAILED, LOADED
 from flows.cli import app
-from flows.config import load_settings
+from flows.config import environment, load_settings
 from flows.elt import EltRunFailed, elt
 from standins import (
     DEMO_GITHUB_TOKEN,
@@ -36,7 +36,6 @@ from standins import (
     DEMO_TICKETS_TOKEN,
     DemoSources,
     demo_sources,
-    environment,
     shop_db,
 )
 from standins.postgres import PostgresServer

@@ -22,6 +22,7 @@ from prefect.variables import Variable
 from receivers import Received, smtp_receiver, webhook_receiver
 
 from flows.alerts import INCIDENTS_VARIABLE
+from flows.config import environment
 from flows.elt import elt
 from standins import (
     DEMO_GITHUB_TOKEN,
@@ -29,7 +30,6 @@ from standins import (
     DEMO_TICKETS_TOKEN,
     DemoSources,
     demo_sources,
-    environment,
 )
 from tests.secret_scan import leaks, prefect_texts
 

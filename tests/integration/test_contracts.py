@@ -330,7 +330,7 @@ def test_typo_in_check_type_fails_even_without_schema_validation(
 ) -> None:
     """Second line of defence: Soda's own ERROR status (it runs no checks at all) fails too."""
     make_warehouse()
-    monkeypatch.setattr("flows.checks._contract_schema_errors", lambda doc: [])
+    monkeypatch.setattr("flows.checks.contract_schema_errors", lambda doc: [])
     result = verify_contract(write_contract(tmp_path, TYPO_CHECK_TYPE), DATASOURCE)
 
     assert not result.passed
