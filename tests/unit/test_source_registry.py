@@ -135,8 +135,9 @@ def test_report_and_audit_take_result_types_from_flows_results() -> None:
 
 
 def test_only_flows_pipelines_builds_dlt_pipelines() -> None:
+    flows = PROJECT_DIR / "flows"
     builders = [
-        path.name for path in (PROJECT_DIR / "flows").glob("*.py") if "dlt.pipeline(" in path.read_text()
+        str(path.relative_to(flows)) for path in flows.rglob("*.py") if "dlt.pipeline(" in path.read_text()
     ]
     assert builders == ["pipelines.py"]
 
