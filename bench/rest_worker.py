@@ -61,7 +61,7 @@ def run_ours(base_url: str, token: str, workdir: Path, limit: int | None) -> int
     os.environ["SOURCES__EXAMPLE_TICKETS__TOKEN"] = token
     from dlt_sources.rest import DEFAULT_DIR, declared_sources
 
-    source = declared_sources(DEFAULT_DIR)["example_tickets"]()
+    source = declared_sources(DEFAULT_DIR)["example_tickets"].factory()
     pipeline = _pipeline("bench_rest_ours", workdir, "raw_example_tickets")
     pipeline.run(source, loader_file_format="parquet").raise_on_failed_jobs()
     _log_steps(pipeline)

@@ -326,7 +326,7 @@ def _run_worker(mode: str, workdir: Path) -> dict[str, Any]:
     else:
         from dlt_sources.sql_database import declared_databases
 
-        source = declared_databases(workdir)[SOURCE]()
+        source = declared_databases(workdir)[SOURCE].factory()
         run_options = {"loader_file_format": "parquet"}
     started = time.perf_counter()
     pipeline.run(source, **run_options).raise_on_failed_jobs()

@@ -21,8 +21,9 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from dlt_sources.common.packages import forget_state_unknown_to_warehouse
-from flows.checks import ContractResult
 from flows.config import Settings
+from flows.pipelines import warehouse_pipeline
+from flows.results import ContractResult
 
 logger = logging.getLogger(__name__)
 
@@ -161,12 +162,7 @@ def query_audit(settings: Settings, table: str, sql: str) -> list[tuple[Any, ...
 
 
 def _pipeline(settings: Settings) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="elt_audit",
-        destination=settings.dlt_destination(),
-        dataset_name=settings.dataset(DATASET),
-        pipelines_dir=str(settings.pipelines_dir),
-    )
+    return warehouse_pipeline(settings, "elt_audit", DATASET)
 
 
 def utc(value: datetime) -> datetime:

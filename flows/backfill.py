@@ -128,7 +128,7 @@ def backfill(
         )
         record(settings, "backfills", [checkpoint])
         log.info("backfill %s: chunk %s loaded (%d rows)", source, window.window(), result.total_rows)
-    report = RunSummary(warehouse=settings.warehouse.value)
+    report = RunSummary(warehouse=settings.warehouse.name)
     try:
         # the facts pick up the reloaded rows by their new load ids (models/marts, incremental)
         build_and_publish(report, settings, ["--select", f"source:raw_{source}+"])

@@ -11,17 +11,10 @@ Prefect code is the ``run_contracts`` task at the bottom.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
-import re
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +22,18 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
-from ruamel.yaml import YAML, YAMLError
 
-from flows.config import CHECKS_DIR, PROJECT_DIR, Settings, Warehouse
+from flows.config import CHECKS_DIR
+from flows.contract_target import ContractTarget, rendered_contract
 from flows.redact import redact, secret_values
+from flows.results import CheckRecord, ContractResult, Outcome
+from flows.soda_support import (
+    YAML_ERRORS,
+    contract_schema_errors,
+    env_references,
+    load_yaml,
+    quiet_soda_logging,
+)
 
 # Soda reads this once, when soda_core's API module is first imported, and would
 # otherwise send anonymous usage traces to collect.soda.io (and install a global
@@ -42,226 +43,6 @@ os.environ["SODA_CORE_TELEMETRY_ENABLED"] = "false"
 LAYERS: tuple[str, ...] = ("raw", "marts")
 
 logger = logging.getLogger(__name__)
-
-# Soda's own substitution syntax, e.g. ${env.ELT_DUCKDB_PATH} or ${var.MARTS_SCHEMA}.
-_ENV_REF = re.compile(r"\$\{ *env\.([a-zA-Z_][a-zA-Z_0-9]*) *\}")
-_YAML_ERRORS: tuple[type[Exception], ...] = (YAMLError, OSError, UnicodeDecodeError)
-
-
-class Outcome(StrEnum):
-    """Outcome of one check; ERROR means not evaluated because the run errored."""
-
-    PASSED = "PASSED"
-    WARN = "WARN"
-    FAILED = "FAILED"
-    NOT_EVALUATED = "NOT_EVALUATED"
-    ERROR = "ERROR"
-    EXCLUDED = "EXCLUDED"
-
-
-# Anything else (FAILED, NOT_EVALUATED, ERROR, EXCLUDED) fails the contract: fail closed.
-_OK_OUTCOMES: frozenset[Outcome] = frozenset({Outcome.PASSED, Outcome.WARN})
-
-
-_RULE_TYPES = frozenset({"failed_rows", "metric"})
-
-
-@dataclass(frozen=True)
-class CheckRecord:
-    """One check of a contract, reduced to what a failure report needs."""
-
-    name: str
-    type: str
-    column: str | None
-    outcome: Outcome
-    metric: str | None = None
-    value: Any = None
-    details: str | None = None
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in _OK_OUTCOMES
-
-    @property
-    def label(self) -> str:
-        """Short stable label such as ``missing id`` (Soda's default names are not unique);
-        a business rule (failed_rows, metric) has no column, so its own name says what broke."""
-        if self.type in _RULE_TYPES:
-            return f"{self.type}: {self.name}"
-        return f"{self.type} {self.column}" if self.column else self.type
-
-    def describe(self) -> str:
-        """e.g. ``check 'missing id' failed (missing_count=3)``."""
-        verb = {
-            Outcome.FAILED: "failed",
-            Outcome.WARN: "warned",
-            Outcome.NOT_EVALUATED: "was not evaluated",
-            Outcome.ERROR: "errored",
-            Outcome.EXCLUDED: "was excluded",
-        }.get(self.outcome, self.outcome.value.lower())
-        facts = []
-        if self.metric is not None and self.value is not None:
-            value = round(self.value, 2) if isinstance(self.value, float) else self.value
-            facts.append(f"{self.metric}={value}")
-        if self.details:
-            facts.append(self.details)
-        suffix = f" ({'; '.join(facts)})" if facts else ""
-        return f"check '{self.label}' {verb}{suffix}"
-
-
-@dataclass
-class ContractResult:
-    """Verdict for one contract file; ``passed`` already applies the fail-closed rules."""
-
-    contract: Path
-    dataset: str
-    passed: bool
-    checks: list[CheckRecord] = field(default_factory=list)
-    error: str | None = None
-    qualified_name: str | None = None
-    duration_s: float = 0.0
-
-    @property
-    def failed_checks(self) -> list[CheckRecord]:
-        return [check for check in self.checks if not check.ok]
-
-    def summary(self) -> str:
-        """One line for logs, passing or not."""
-        if not self.passed:
-            return self.failure_message()
-        return (
-            f"contract {_display(self.contract)} passed: table {self.dataset}, "
-            f"{len(self.checks)} checks in {self.duration_s:.2f}s"
-        )
-
-    def failure_message(self) -> str:
-        """Name the table and every failing check with its value (empty when passed)."""
-        if self.passed:
-            return ""
-        parts = [check.describe() for check in self.failed_checks]
-        if not self.checks and not self.error:
-            parts.append("no checks were run")
-        if self.error:
-            parts.append(f"error: {self.error}")
-        return f"contract {_display(self.contract)} failed: table {self.dataset}, " + "; ".join(parts)
-
-
-# Contracts spell column types as DuckDB does. Where a warehouse names a type otherwise
-# and Soda's own synonyms for that warehouse do not cover it, the contract's type is
-# translated before Soda compares it (keys: the contract's spelling, lower case).
-WAREHOUSE_DATA_TYPES: dict[Warehouse, dict[str, str]] = {
-    Warehouse.DUCKDB: {},
-    Warehouse.SNOWFLAKE: {
-        "json": "variant",
-        "timestamp with time zone": "timestamp_tz",
-    },
-    Warehouse.BIGQUERY: {
-        "bigint": "int64",
-        "varchar": "string",
-        "double": "float64",
-        "boolean": "bool",
-        "decimal": "numeric",
-        "timestamp with time zone": "timestamp",
-    },
-}
-
-# Column properties a warehouse's Soda dialect cannot read back, dropped before Soda runs.
-# soda-bigquery reports every NUMERIC column as numeric(38,9), whatever it was declared
-# (BigQuery's INFORMATION_SCHEMA.COLUMNS has no precision or scale): "expected
-# numeric(12,2) got numeric(38,9)".
-WAREHOUSE_UNCHECKED_COLUMN_KEYS: dict[Warehouse, tuple[str, ...]] = {
-    Warehouse.BIGQUERY: ("numeric_precision", "numeric_scale"),
-}
-
-
-@dataclass(frozen=True)
-class ContractTarget:
-    """Where a contract, written once for every warehouse, is checked.
-
-    Contracts name their table ``warehouse/<schema>/<table>`` and spell types as DuckDB
-    does, so one file serves DuckDB, Snowflake and BigQuery and a newcomer finds it by the
-    table's name. Before Soda reads it, the catalog the warehouse needs goes in front of
-    the schema (Snowflake database, BigQuery project), literal schema names get the
-    environment's prefix (``dev_alice_raw_shop``), and types are translated.
-    """
-
-    catalog: str | None = None
-    schema_prefix: str = ""
-    data_types: Mapping[str, str] = field(default_factory=dict)
-    # Snowflake stores the names dlt and dbt create in upper case, and Soda quotes every
-    # name as written ("raw_shop"."orders" does not exist there): schema, table and column
-    # names go upper case. (The emulator's DuckDB ignores case in quoted names, but its
-    # INFORMATION_SCHEMA does not: a lower-case contract ends its schema check NOT_EVALUATED.)
-    upper_case_names: bool = False
-    unchecked_column_keys: tuple[str, ...] = ()
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> ContractTarget:
-        return cls(
-            catalog=settings.catalog,
-            schema_prefix=settings.schema_prefix,
-            data_types=WAREHOUSE_DATA_TYPES[settings.warehouse],
-            upper_case_names=settings.warehouse is Warehouse.SNOWFLAKE,
-            unchecked_column_keys=WAREHOUSE_UNCHECKED_COLUMN_KEYS.get(settings.warehouse, ()),
-        )
-
-    @property
-    def is_identity(self) -> bool:
-        return (
-            self.catalog is None
-            and not self.schema_prefix
-            and not self.data_types
-            and not self.upper_case_names
-            and not self.unchecked_column_keys
-        )
-
-    def render_variables(self, contract_doc: Any, variables: Mapping[str, str]) -> dict[str, str]:
-        """Variables as this warehouse needs them: those naming a schema in ``dataset`` upper-cased."""
-        rendered = dict(variables)
-        if self.upper_case_names and isinstance(contract_doc, dict):
-            for name in re.findall(r"\$\{ *var\.(\w+) *\}", str(contract_doc.get("dataset", ""))):
-                if name in rendered:
-                    rendered[name] = rendered[name].upper()
-        return rendered
-
-    def _name(self, name: str) -> str:
-        return name.upper() if self.upper_case_names and not name.startswith("${") else name
-
-    def render(self, contract_doc: dict[str, Any]) -> dict[str, Any]:
-        """The contract as this warehouse and environment need it (the input is not changed)."""
-        rendered = dict(contract_doc)
-        datasource, *prefixes, table = str(contract_doc["dataset"]).split("/")
-        # a schema given by a variable (${var.MARTS_SCHEMA}) is the flow's, already prefixed
-        schemas = [part if part.startswith("${") else self.schema_prefix + part for part in prefixes]
-        catalog = [self.catalog] if self.catalog else []
-        rendered["dataset"] = "/".join([datasource, *catalog, *map(self._name, schemas), self._name(table)])
-        if "columns" in contract_doc:
-            rendered["columns"] = [self._render_column(column) for column in contract_doc["columns"]]
-        if self.upper_case_names and "checks" in contract_doc:
-            rendered["checks"] = [self._render_check(check) for check in contract_doc["checks"] or []]
-        return rendered
-
-    def _render_column(self, column: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(column.get("name"), str):
-            column = column | {"name": self._name(column["name"])}
-        if self.unchecked_column_keys:
-            column = {key: value for key, value in column.items() if key not in self.unchecked_column_keys}
-        data_type = column.get("data_type")
-        if not isinstance(data_type, str) or data_type.lower() not in self.data_types:
-            return column
-        return column | {"data_type": self.data_types[data_type.lower()]}
-
-    def _render_check(self, check: Any) -> Any:
-        """A dataset check naming a column (freshness's ``column:``) names it as the warehouse does."""
-        if not isinstance(check, dict):
-            return check
-        return {
-            kind: (body | {"column": self._name(body["column"])})
-            if isinstance(body, dict) and isinstance(body.get("column"), str)
-            else body
-            for kind, body in check.items()
-        }
 
 
 class ContractsFailed(Exception):
@@ -302,8 +83,8 @@ def verify_contract(
         return failed(f"data source file {datasource} not found")
 
     try:
-        env_names = _env_references(_load_yaml(datasource))
-    except _YAML_ERRORS as exc:
+        env_names = env_references(load_yaml(datasource))
+    except YAML_ERRORS as exc:
         return failed(f"data source {datasource} is not valid YAML: {exc}")
     missing_env = sorted(name for name in env_names if name not in os.environ)
     if missing_env:
@@ -314,19 +95,19 @@ def verify_contract(
     secrets = secret_values(sorted(env_names))
 
     try:
-        contract_doc = _load_yaml(contract)
-    except _YAML_ERRORS as exc:
+        contract_doc = load_yaml(contract)
+    except YAML_ERRORS as exc:
         return failed(f"contract is not valid YAML: {exc}")
     if isinstance(contract_doc, dict) and isinstance(contract_doc.get("dataset"), str):
         dataset = contract_doc["dataset"].rsplit("/", 1)[-1]
-    schema_errors = _contract_schema_errors(contract_doc)
+    schema_errors = contract_schema_errors(contract_doc)
     if schema_errors:
         # Soda ignores unknown keys (a typo'd 'threshhold' or 'allow_extra_column' is silently dropped),
         # so validate against the JSON schema Soda ships but does not enforce.
         return failed("contract does not match Soda's contract schema: " + "; ".join(schema_errors))
 
     try:
-        with _soda_logging(secrets), _rendered(contract, contract_doc, target) as contract_file:
+        with quiet_soda_logging(secrets), rendered_contract(contract, contract_doc, target) as contract_file:
             from soda_core.contracts.api.verify_api import verify_contract_locally
 
             session = verify_contract_locally(
@@ -435,21 +216,6 @@ def _to_contract_result(
     )
 
 
-@contextmanager
-def _rendered(contract: Path, contract_doc: Any, target: ContractTarget | None) -> Iterator[Path]:
-    """The contract file Soda reads: the file itself, or its rendering for the target."""
-    if target is None or target.is_identity:
-        yield contract
-        return
-    with tempfile.TemporaryDirectory(prefix="elt-contract-") as folder:
-        rendered = Path(folder) / contract.name
-        yaml = YAML(typ="safe", pure=True)
-        yaml.default_flow_style = False
-        with rendered.open("w") as handle:
-            yaml.dump(target.render(contract_doc), handle)
-        yield rendered
-
-
 def _table_name(qualified: str | None) -> str | None:
     """``warehouse/raw_shop/orders`` → ``raw_shop.orders``: what a person searches the warehouse for."""
     if not qualified or "/" not in qualified:
@@ -504,91 +270,6 @@ def _schema_details(check_result: Any) -> str | None:
     if check_result.outcome.name == "NOT_EVALUATED" and not getattr(check_result, "actual_columns", None):
         facts.append("no columns found for the dataset; check the qualifier is <datasource>/<schema>/<table>")
     return "; ".join(facts) or None
-
-
-def _env_references(node: Any) -> set[str]:
-    """Names of ``${env.X}`` references in string values (Soda ignores them in comments and keys)."""
-    if isinstance(node, dict):
-        return set().union(*(_env_references(value) for value in node.values()))
-    if isinstance(node, list):
-        return set().union(*(_env_references(value) for value in node))
-    if isinstance(node, str):
-        return set(_ENV_REF.findall(node))
-    return set()
-
-
-def _load_yaml(path: Path) -> Any:
-    """Parse YAML the way Soda does (ruamel is a soda-core dependency)."""
-    return YAML(typ="safe", pure=True).load(path.read_text())
-
-
-@functools.cache
-def _contract_validator() -> Any:
-    """soda-core ships this JSON schema but (in 4.28) never validates against it."""
-    import jsonschema
-    import soda_core.contracts
-
-    schema_file = Path(soda_core.contracts.__file__).parent / "soda_data_contract_json_schema_1_0_0.json"
-    schema = json.loads(schema_file.read_text())
-    return jsonschema.validators.validator_for(schema)(schema)
-
-
-def _contract_schema_errors(contract_doc: Any) -> list[str]:
-    """Validate against soda_core's bundled contract JSON schema (unknown keys, wrong shapes)."""
-    import jsonschema
-
-    messages = []
-    for error in _contract_validator().iter_errors(contract_doc):
-        best = jsonschema.exceptions.best_match([error])
-        location = best.json_path if best.path else error.json_path
-        messages.append(f"{location}: {best.message}")
-    return sorted(set(messages))
-
-
-class _MaskSecrets(logging.Filter):
-    """Replace secret values in Soda's log records before any handler sees them."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = redact(message, self.secrets)
-        if masked != message:
-            record.msg, record.args = masked, None
-        if record.exc_info and self.secrets:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), self.secrets)
-        return True
-
-
-@contextmanager
-def _soda_logging(secrets: list[str]) -> Iterator[None]:
-    """Keep Soda's INFO chatter (result tables, 'Found N columns') out of our logs and mask secrets.
-
-    The 'soda' logger must keep propagating: Soda detects errors through a handler on the root logger,
-    so raising its level above ERROR or disabling propagation would hide errors from Soda itself.
-    """
-    soda_logger = logging.getLogger("soda")
-    previous_level = soda_logger.level
-    # Respect an explicit level someone set for debugging.
-    if previous_level == logging.NOTSET:
-        soda_logger.setLevel(logging.WARNING)
-    mask = _MaskSecrets(secrets)
-    soda_logger.addFilter(mask)
-    try:
-        yield
-    finally:
-        soda_logger.removeFilter(mask)
-        soda_logger.setLevel(previous_level)
-
-
-def _display(path: Path) -> str:
-    """Repo-relative path for messages, e.g. checks/marts/fct_orders.yml."""
-    try:
-        return str(path.resolve().relative_to(PROJECT_DIR))
-    except ValueError:
-        return str(path)
 
 
 def _task_logger() -> logging.Logger | logging.LoggerAdapter:

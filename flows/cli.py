@@ -19,7 +19,8 @@ import typer
 from rich.console import Console
 
 from dlt_sources.errors import SourceError
-from flows.config import ConfigError, Warehouse, apply_runtime_environment, data_dir, load_settings
+from flows.config import ConfigError, apply_runtime_environment, data_dir, load_settings
+from flows.warehouses import DEFAULT_WAREHOUSE, WAREHOUSES, warehouse_named
 
 app = typer.Typer(help="ELT platform: dlt sources → warehouse → dbt → Soda contracts, run by Prefect.")
 console = Console()
@@ -30,7 +31,7 @@ WarehouseOption = Annotated[
     typer.Option(
         "--warehouse",
         "-w",
-        help=f"One of {', '.join(w.value for w in Warehouse)}; default: $ELT_WAREHOUSE or duckdb.",
+        help=f"One of {', '.join(WAREHOUSES)}; default: $ELT_WAREHOUSE or {DEFAULT_WAREHOUSE}.",
         show_default=False,
     ),
 ]
@@ -87,7 +88,7 @@ def demo(
     """Start the local stand-ins (PostgreSQL shop, Stripe API), run the ELT on DuckDB (or --warehouse)."""
     apply_runtime_environment()
     try:
-        chosen = Warehouse.parse(warehouse or Warehouse.DUCKDB.value)
+        chosen = warehouse_named(warehouse or DEFAULT_WAREHOUSE)
     except ConfigError as exc:
         _fail(str(exc))
     from flows.config import environment
@@ -100,8 +101,8 @@ def demo(
             f"shop PostgreSQL on 127.0.0.1:{sources.postgres.port}, Stripe stand-in on {sources.stripe_url}, "
             f"tickets API on {sources.tickets_url}"
         )
-        with environment(sources.environment() | {"ELT_WAREHOUSE": chosen.value}):
-            _run_flow(None, chosen.value)
+        with environment(sources.environment() | {"ELT_WAREHOUSE": chosen.name}):
+            _run_flow(None, chosen.name)
 
 
 @app.command("smoke-cloud")
@@ -115,15 +116,15 @@ def smoke_cloud(
     apply_runtime_environment()
     os.environ.setdefault("ELT_SCHEMA_PREFIX", "smoke_")
     ran = []
-    for warehouse in (Warehouse.SNOWFLAKE, Warehouse.BIGQUERY):
+    for name in [warehouse.name for warehouse in WAREHOUSES.values() if warehouse.in_the_cloud]:
         try:
-            load_settings(warehouse.value)
+            load_settings(name)
         except ConfigError as exc:
-            console.print(f"[yellow]skipped {warehouse.value}[/]: no credentials ({exc})", highlight=False)
+            console.print(f"[yellow]skipped {name}[/]: no credentials ({exc})", highlight=False)
             continue
-        console.print(f"[bold]smoke test on {warehouse.value}[/]")
-        demo(orders=orders, warehouse=warehouse.value)  # exits 1 on failure
-        ran.append(warehouse.value)
+        console.print(f"[bold]smoke test on {name}[/]")
+        demo(orders=orders, warehouse=name)  # exits 1 on failure
+        ran.append(name)
     verdict = f"ran on {', '.join(ran)}" if ran else "SKIPPED, no cloud credentials set"
     console.print(f"smoke-cloud: {verdict}")
 
@@ -216,13 +217,15 @@ def _cdc_settings(source: str):  # type: ignore[no-untyped-def]
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
     from dlt_sources.postgres_cdc import resolve_settings
-    from flows.ingest import CDC_TABLES, missing_settings_error, use_environment_slots
+    from dlt_sources.registry import cdc_sources
+    from flows.ingest import missing_settings_error, use_environment_slots
 
-    if source not in CDC_TABLES:
-        _fail(f"{source} is not a CDC source; CDC sources: {', '.join(CDC_TABLES)}")
+    replicated = cdc_sources()
+    if source not in replicated:
+        _fail(f"{source} is not a CDC source; CDC sources: {', '.join(replicated)}")
     try:
         use_environment_slots()
-        return resolve_settings(source), CDC_TABLES[source]
+        return resolve_settings(source), replicated[source].cdc_tables
     except ConfigFieldMissingException as exc:
         _fail(str(missing_settings_error(source, exc)))
     except (SourceError, ConfigError) as exc:

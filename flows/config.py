@@ -1,10 +1,10 @@
-"""The one place where the warehouse setting and its credentials are resolved.
+"""The one place where the settings are resolved: the warehouse, its credentials, the environment.
 
 Why: the dlt destination, the dbt target and the Soda data source must all point
-at the same warehouse with the same credentials. ``ELT_WAREHOUSE`` picks it;
-credentials are read once, through dlt's config providers (environment
-variables, ``.dlt/secrets.toml``, or Prefect Secret blocks, see
-``flows/secrets.py``), and handed to dbt and Soda as process environment
+at the same warehouse with the same credentials. ``ELT_WAREHOUSE`` picks the plug-in
+(``flows/warehouses/``); it reads its credentials once, through dlt's config providers
+(environment variables, ``.dlt/secrets.toml``, or Prefect Secret blocks, see
+``flows/secrets.py``), and hands them to dbt and Soda as process environment
 variables that ``transform/profiles.yml`` and ``checks/datasources/*.yml`` read.
 No tool keeps a second copy of a secret.
 
@@ -19,12 +19,13 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flows.redact import first_line
 from flows.secrets import use_prefect_secret_blocks
+
+if TYPE_CHECKING:
+    from flows.warehouses import Warehouse
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 TRANSFORM_DIR = PROJECT_DIR / "transform"
@@ -58,22 +59,6 @@ class ConfigError(Exception):
     """A setting is missing or wrong; the message names the setting, never a secret."""
 
 
-class Warehouse(StrEnum):
-    DUCKDB = "duckdb"
-    SNOWFLAKE = "snowflake"
-    BIGQUERY = "bigquery"
-
-    @classmethod
-    def parse(cls, value: str) -> Warehouse:
-        try:
-            return cls(value.strip().lower())
-        except ValueError:
-            choices = ", ".join(w.value for w in cls)
-            raise ConfigError(
-                f"ELT_WAREHOUSE={value!r} is not a known warehouse; choose one of {choices}"
-            ) from None
-
-
 def data_dir() -> Path:
     """Local state (DuckDB file, dlt working dirs, demo databases): a cache, never the truth."""
     return Path(os.environ.get("ELT_DATA_DIR", PROJECT_DIR / "data")).resolve()
@@ -102,6 +87,7 @@ def apply_runtime_environment() -> None:
 class Settings:
     """Everything derived from the warehouse choice."""
 
+    # the plug-in of flows/warehouses/ that ELT_WAREHOUSE named
     warehouse: Warehouse
     duckdb_path: Path
     dbt_schema: str
@@ -121,48 +107,26 @@ class Settings:
         Why apart: dlt trusts a local pipeline state over the warehouse's, so a cursor cached
         while loading DuckDB would make a first Snowflake load skip rows.
         """
-        environment = f"{self.warehouse.value}_{self.schema_prefix}".rstrip("_")
+        environment = f"{self.warehouse.name}_{self.schema_prefix}".rstrip("_")
         return data_dir() / "dlt" / "pipelines" / environment
 
     def dlt_destination(self) -> Any:
-        """The dlt destination; load files are parquet (see ``LOADER_FILE_FORMAT``)."""
-        import dlt
-
-        if self.warehouse is Warehouse.DUCKDB:
-            return dlt.destinations.duckdb(str(self.duckdb_path))
-        if self.warehouse is Warehouse.SNOWFLAKE:
-            return dlt.destinations.snowflake(
-                credentials=self.credentials,
-                # dlt writes its own state tables in the preferred format: parquet too, not jsonl
-                preferred_loader_file_format=LOADER_FILE_FORMAT,
-                supports_multiple_statements=_bool_setting("ELT_SNOWFLAKE_MULTIPLE_STATEMENTS", True),
-                # the contracts' "timestamp with time zone" is TIMESTAMP_TZ to Soda; dlt defaults to _LTZ
-                use_timestamp_tz=True,
-            )
-        creds = self.credentials
-        return dlt.destinations.bigquery(
-            # the google-auth object resolved (and token fetched) in _bigquery_credentials
-            credentials=creds.google_credentials,
-            project_id=creds.project_id,
-            location=creds.location,
-        )
+        """The dlt destination of the chosen warehouse."""
+        return self.warehouse.dlt_destination(self)
 
     def tool_environment(self) -> dict[str, str]:
         """Environment variables read by ``transform/profiles.yml`` and the Soda data sources."""
-        env = {
-            "ELT_WAREHOUSE": self.warehouse.value,
-            "ELT_DBT_TARGET": self.warehouse.value,
+        return {
+            "ELT_WAREHOUSE": self.warehouse.name,
+            "ELT_DBT_TARGET": self.warehouse.name,
             # profiles.yml puts the prefix in front, as the dbt sources do
             "ELT_DBT_SCHEMA": self.dbt_schema.removeprefix(self.schema_prefix),
             "ELT_SCHEMA_PREFIX": self.schema_prefix,
-        }
-        if self.warehouse is Warehouse.DUCKDB:
-            env["ELT_DUCKDB_PATH"] = str(self.duckdb_path)
-        elif self.warehouse is Warehouse.SNOWFLAKE:
-            env |= _snowflake_tool_environment(self.credentials)
-        else:
-            env |= _bigquery_tool_environment(self.credentials)
-        return env
+        } | self.warehouse.tool_environment(self)
+
+    def login_error(self, exc: BaseException) -> ConfigError | None:
+        """A refused login or unreachable warehouse in ``exc``, as a ConfigError naming the setting."""
+        return self.warehouse.login_error(self, exc)
 
     def export_tool_environment(self) -> None:
         """Make the derived settings visible to dbt and Soda, which run in this process."""
@@ -171,41 +135,27 @@ class Settings:
     @property
     def catalog(self) -> str | None:
         """What a warehouse puts in front of schema names: Snowflake database, BigQuery project."""
-        if self.warehouse is Warehouse.SNOWFLAKE:
-            return self.credentials.database
-        if self.warehouse is Warehouse.BIGQUERY:
-            return self.credentials.project_id
-        return None
+        return self.warehouse.catalog(self)
 
     @property
     def soda_datasource(self) -> Path:
-        if self.warehouse is Warehouse.SNOWFLAKE and self.credentials.private_key:
-            # Soda picks the login method from the keys present, so key-pair has its own file
-            return CHECKS_DIR / "datasources" / "snowflake_key_pair.yml"
-        if self.warehouse is Warehouse.BIGQUERY and self.credentials.service_account:
-            # likewise: a key given as a value, not application-default credentials
-            return CHECKS_DIR / "datasources" / "bigquery_service_account.yml"
-        return CHECKS_DIR / "datasources" / f"{self.warehouse.value}.yml"
+        """The Soda data source file for this warehouse and its login method."""
+        return CHECKS_DIR / "datasources" / f"{self.warehouse.soda_datasource(self)}.yml"
 
     @property
     def loader_file_format(self) -> str:
-        """dlt's load file format: parquet, except on BigQuery.
-
-        BigQuery cannot load a ``json`` column from parquet (dlt refuses: "Destination
-        `bigquery` cannot load `data_type=json` from `file_format=parquet` files"), and the
-        raw tables keep API payloads as json columns; jsonl carries them.
-        """
-        return "jsonl" if self.warehouse is Warehouse.BIGQUERY else LOADER_FILE_FORMAT
-
-
-LOADER_FILE_FORMAT = "parquet"
+        """dlt's load file format on this warehouse."""
+        return self.warehouse.loader_file_format
 
 
 def load_settings(warehouse: str | None = None) -> Settings:
     """Resolve the warehouse (argument, else ``ELT_WAREHOUSE``, else DuckDB) and its credentials."""
     apply_runtime_environment()
     use_prefect_secret_blocks()
-    chosen = Warehouse.parse(warehouse or os.environ.get("ELT_WAREHOUSE") or "duckdb")
+    # imported here: the warehouse modules import ConfigError and the setting helpers from this one
+    from flows.warehouses import DEFAULT_WAREHOUSE, warehouse_named
+
+    chosen = warehouse_named(warehouse or os.environ.get("ELT_WAREHOUSE") or DEFAULT_WAREHOUSE)
     duckdb_path = Path(os.environ.get("ELT_DUCKDB_PATH") or data_dir() / "warehouse.duckdb").resolve()
     prefix = schema_prefix()
     return Settings(
@@ -214,7 +164,7 @@ def load_settings(warehouse: str | None = None) -> Settings:
         dbt_schema=prefix + os.environ.get("ELT_DBT_SCHEMA", "analytics"),
         ingest_retries=_int_setting("ELT_INGEST_RETRIES", 2),
         retry_delay_s=_float_setting("ELT_RETRY_DELAY_SECONDS", 10.0),
-        credentials=_warehouse_credentials(chosen),
+        credentials=chosen.resolve_credentials(),
         schema_prefix=prefix,
     )
 
@@ -273,44 +223,8 @@ def _number_setting(name: str, default: N, parse: Callable[[str], N], kind: str)
         raise ConfigError(f"{name}={raw!r} is not {kind}") from None
 
 
-def _warehouse_credentials(warehouse: Warehouse) -> Any:
-    """Resolve cloud credentials through dlt's providers: env vars or ``.dlt/secrets.toml``."""
-    if warehouse is Warehouse.DUCKDB:
-        return None
-    if warehouse is Warehouse.BIGQUERY:
-        return _bigquery_credentials()
-    from dlt.common.configuration import resolve_configuration
-    from dlt.common.configuration.exceptions import ConfigFieldMissingException
-
-    if warehouse is Warehouse.SNOWFLAKE:
-        from dlt.destinations.impl.snowflake.configuration import SnowflakeCredentials
-
-        spec: Any = SnowflakeCredentials()
-    else:
-        from dlt.common.configuration.specs import GcpServiceAccountCredentials
-
-        spec = GcpServiceAccountCredentials()
-    section = ("destination", warehouse.value)
-    try:
-        return resolve_configuration(spec, sections=section)
-    except ValueError:
-        if warehouse is Warehouse.SNOWFLAKE and getattr(spec, "private_key_path", None):
-            raise ConfigError(
-                "DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY_PATH: no readable PEM private key at "
-                f"{spec.private_key_path!r}"
-            ) from None
-        raise
-    except ConfigFieldMissingException as exc:
-        missing = ", ".join(
-            f"DESTINATION__{warehouse.value.upper()}__CREDENTIALS__{name.upper()}" for name in exc.traces
-        )
-        raise ConfigError(
-            f"{warehouse.value} credentials are incomplete: set {missing} "
-            f"(or [destination.{warehouse.value}.credentials] in .dlt/secrets.toml)"
-        ) from None
-
-
-def _bool_setting(name: str, default: bool) -> bool:
+def bool_setting(name: str, default: bool) -> bool:
+    """A true/false setting (1/0, yes/no, on/off too); unset or empty: ``default``."""
     raw = (os.environ.get(name) or "").strip().lower()
     if not raw:
         return default
@@ -319,365 +233,6 @@ def _bool_setting(name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={raw!r} is not true or false")
-
-
-# Connector options dlt passes through from the connection string's query
-# (``snowflake://…/DB?host=…&login_timeout=30``); dbt and Soda get the same values.
-_SNOWFLAKE_CONNECTOR_OPTIONS = ("host", "port", "protocol", "login_timeout", "network_timeout")
-
-
-def _snowflake_tool_environment(creds: Any) -> dict[str, str]:
-    """Snowflake settings for dbt and Soda, from the one resolved set of dlt credentials.
-
-    Password or key pair: a key (from ``private_key`` or ``private_key_path``) is checked
-    here, so a wrong passphrase fails before any tool connects, and handed on as PEM, the
-    one form dbt and Soda both read. Host, port and protocol default to the account's
-    public endpoint. Timeouts default to 120 s to log in (the connector's own default) and
-    600 s per request (the connector has none; long queries are polled, so a request that
-    takes longer hangs): Soda's data source needs a number, never an empty value.
-    """
-    options = {name: str((creds.query or {}).get(name) or "") for name in _SNOWFLAKE_CONNECTOR_OPTIONS}
-    env = {
-        "ELT_SNOWFLAKE_ACCOUNT": creds.host,
-        "ELT_SNOWFLAKE_USER": creds.username or "",
-        "ELT_SNOWFLAKE_DATABASE": creds.database,
-        "ELT_SNOWFLAKE_WAREHOUSE": creds.warehouse or "",
-        "ELT_SNOWFLAKE_ROLE": creds.role or "",
-        "ELT_SNOWFLAKE_HOST": options["host"] or f"{creds.host}.snowflakecomputing.com",
-        "ELT_SNOWFLAKE_PORT": options["port"] or "443",
-        "ELT_SNOWFLAKE_PROTOCOL": options["protocol"] or "https",
-        "ELT_SNOWFLAKE_LOGIN_TIMEOUT": options["login_timeout"] or "120",
-        "ELT_SNOWFLAKE_NETWORK_TIMEOUT": options["network_timeout"] or "600",
-    }
-    if creds.private_key:
-        env["ELT_SNOWFLAKE_PRIVATE_KEY"] = _snowflake_private_key_pem(
-            str(creds.private_key), creds.private_key_passphrase
-        )
-        env["ELT_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"] = str(creds.private_key_passphrase or "")
-        env["ELT_SNOWFLAKE_PASSWORD"] = ""
-    else:
-        # cleared, or a key exported by an earlier run in this process would win over the password
-        env |= {"ELT_SNOWFLAKE_PRIVATE_KEY": "", "ELT_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": ""}
-        env["ELT_SNOWFLAKE_PASSWORD"] = creds.password or ""
-    return env
-
-
-def _snowflake_private_key_pem(key: str, passphrase: str | None) -> str:
-    """The key as PEM (PKCS#8, still encrypted with its passphrase when it has one).
-
-    dlt accepts PEM or base64 DER; Soda reads only PEM. The error names the setting, never the key.
-    """
-    import base64
-
-    from cryptography.hazmat.primitives import serialization
-
-    password = passphrase.encode() if passphrase else None
-    try:
-        if key.lstrip().startswith("-----BEGIN"):
-            loaded = serialization.load_pem_private_key(key.encode(), password=password)
-        else:
-            loaded = serialization.load_der_private_key(base64.b64decode(key), password=password)
-    except (ValueError, TypeError):
-        raise ConfigError(
-            "DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY (or PRIVATE_KEY_PATH) is not a readable "
-            "private key, or DESTINATION__SNOWFLAKE__CREDENTIALS__PRIVATE_KEY_PASSPHRASE does not open it"
-        ) from None
-    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-    return loaded.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    ).decode()
-
-
-# --- BigQuery -------------------------------------------------------------------------------------
-
-_BIGQUERY_SCOPES = ("https://www.googleapis.com/auth/bigquery",)
-# dlt, dbt and Soda all build google-cloud-bigquery clients: a client's own timeout, and
-# the deadline for fetching an access token before any of them starts.
-_BIGQUERY_TOKEN_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class BigQueryCredentials:
-    """Everything dlt, dbt and Soda need to reach one BigQuery project.
-
-    ``service_account`` holds the key (service-account JSON) or is None for
-    application-default credentials (``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth
-    application-default login``, workload identity). ``source`` says which setting the
-    credentials came from, for error messages; the key itself never appears in a repr.
-    """
-
-    project_id: str
-    location: str
-    source: str
-    service_account: dict[str, Any] | None = field(default=None, repr=False)
-    api_endpoint: str = ""
-    google_credentials: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def method(self) -> str:
-        """dbt-bigquery's ``method`` for these credentials."""
-        return "service-account-json" if self.service_account else "oauth"
-
-
-def _bigquery_credentials() -> BigQueryCredentials:
-    """Resolve BigQuery credentials, project, location and API endpoint; fail fast and say which setting.
-
-    Settings (environment, ``.dlt/secrets.toml`` / ``config.toml`` or Prefect Secret blocks):
-
-    - ``DESTINATION__BIGQUERY__CREDENTIALS``: service-account JSON, as the value itself or
-      the path of the key file; or its fields ``DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID``,
-      ``__CLIENT_EMAIL``, ``__PRIVATE_KEY``. Unset: application-default credentials.
-    - ``DESTINATION__BIGQUERY__PROJECT_ID`` (default: the credentials' project),
-      ``DESTINATION__BIGQUERY__LOCATION`` (default ``US``), ``DESTINATION__BIGQUERY__API_ENDPOINT``
-      (optional, e.g. a Private Service Connect endpoint).
-
-    The access token is fetched here, once, under a short timeout, so a wrong key or an
-    expired login stops the run before any tool starts (and retries against Google).
-    """
-    import dlt
-
-    info, source = _service_account_info(dlt.secrets.get("destination.bigquery.credentials"))
-    if info is None:
-        fields = {
-            name: dlt.secrets.get(f"destination.bigquery.credentials.{name}")
-            for name in ("project_id", "client_email", "private_key", "private_key_id", "token_uri")
-        }
-        if any(fields.values()):
-            info = {"type": "service_account"} | {name: value for name, value in fields.items() if value}
-            source = "DESTINATION__BIGQUERY__CREDENTIALS__*"
-    if info is not None:
-        google_credentials = _service_account_credentials(info, source)
-        default_project = info.get("project_id")
-    else:
-        google_credentials, default_project, source = _application_default_credentials()
-
-    project = dlt.config.get("destination.bigquery.project_id") or default_project
-    if not project:
-        raise ConfigError(
-            "BigQuery project is not set: set DESTINATION__BIGQUERY__PROJECT_ID "
-            f"(the credentials from {source} name no project)"
-        )
-    secrets = [str(value) for value in (info or {}).values()]
-    _fetch_access_token(google_credentials, source, secrets)
-    credentials = BigQueryCredentials(
-        project_id=str(project),
-        # ELT_BIGQUERY_LOCATION: the older name, still honoured
-        location=str(
-            dlt.config.get("destination.bigquery.location") or os.environ.get("ELT_BIGQUERY_LOCATION") or "US"
-        ),
-        source=source,
-        service_account=info,
-        api_endpoint=str(dlt.config.get("destination.bigquery.api_endpoint") or ""),
-        google_credentials=google_credentials,
-    )
-    _check_project(credentials, secrets)
-    return credentials
-
-
-def _check_project(creds: BigQueryCredentials, secrets: list[str]) -> None:
-    """Dry-run ``select 1`` in the project: the token is accepted and jobs may run there.
-
-    Free (a dry run bills nothing) and bounded by a short timeout without retries, so a
-    wrong project or a revoked token fails here, named, instead of deep inside dlt.
-    """
-    from google.api_core import exceptions as api_errors
-    from google.auth import exceptions as auth_errors
-    from google.cloud import bigquery
-
-    client = bigquery.Client(
-        project=creds.project_id,
-        credentials=creds.google_credentials,
-        location=creds.location,
-        client_options={"api_endpoint": creds.api_endpoint} if creds.api_endpoint else None,
-    )
-    try:
-        client.query(
-            "select 1",
-            job_config=bigquery.QueryJobConfig(dry_run=True, use_query_cache=False),
-            retry=bigquery.DEFAULT_RETRY.with_predicate(_transient_api_error).with_deadline(
-                _BIGQUERY_TOKEN_TIMEOUT_S
-            ),
-            job_retry=None,  # the client's own job retry would retry a refused token for 10 minutes
-            timeout=_BIGQUERY_TOKEN_TIMEOUT_S,
-        )
-    except (api_errors.NotFound, api_errors.Forbidden) as exc:
-        raise ConfigError(
-            f"BigQuery project {creds.project_id!r} does not exist or the credentials from {creds.source} "
-            f"may not run jobs there (check DESTINATION__BIGQUERY__PROJECT_ID): {first_line(exc, secrets)}"
-        ) from None
-    except (api_errors.Unauthorized, auth_errors.GoogleAuthError) as exc:
-        raise ConfigError(
-            f"BigQuery rejected the credentials from {creds.source} (expired or revoked?): "
-            f"{first_line(exc, secrets)}"
-        ) from None
-    except api_errors.GoogleAPICallError as exc:
-        raise ConfigError(
-            f"BigQuery did not accept a test query in {creds.project_id!r}: {first_line(exc, secrets)}"
-        ) from None
-    finally:
-        client.close()
-
-
-def _transient_api_error(exc: BaseException) -> bool:
-    """Worth retrying: a busy or unreachable API. Not: a token nobody can refresh."""
-    import requests
-    from google.api_core import exceptions as api_errors
-
-    busy = (api_errors.TooManyRequests, api_errors.InternalServerError, api_errors.ServiceUnavailable)
-    unreachable = (api_errors.BadGateway, api_errors.GatewayTimeout, requests.ConnectionError)
-    return isinstance(exc, (*busy, *unreachable))
-
-
-def _bigquery_tool_environment(creds: BigQueryCredentials) -> dict[str, str]:
-    """What transform/profiles.yml and checks/datasources/bigquery.yml read (every name always set).
-
-    With a service account, dbt gets the key's fields and Soda the whole JSON; with
-    application-default credentials both find them as dlt did (google.auth.default()).
-    """
-    import json
-
-    key = creds.service_account or {}
-    return {
-        "ELT_BIGQUERY_PROJECT": creds.project_id,
-        "ELT_BIGQUERY_LOCATION": creds.location,
-        "ELT_BIGQUERY_METHOD": creds.method,
-        "ELT_BIGQUERY_API_ENDPOINT": creds.api_endpoint,
-        "ELT_BIGQUERY_CLIENT_EMAIL": key.get("client_email", ""),
-        "ELT_BIGQUERY_PRIVATE_KEY": key.get("private_key", ""),
-        "ELT_BIGQUERY_PRIVATE_KEY_ID": key.get("private_key_id", ""),
-        "ELT_BIGQUERY_TOKEN_URI": key.get("token_uri", "https://oauth2.googleapis.com/token"),
-        "ELT_BIGQUERY_KEYFILE_JSON": json.dumps(key) if key else "",
-    }
-
-
-def _service_account_info(raw: Any) -> tuple[dict[str, Any] | None, str]:
-    """``DESTINATION__BIGQUERY__CREDENTIALS`` as a dict: JSON text, a key file's path, or a TOML table."""
-    import json
-
-    setting = "DESTINATION__BIGQUERY__CREDENTIALS"
-    if raw is None or raw == "":
-        return None, setting
-    if isinstance(raw, dict):
-        return _checked_service_account(dict(raw), setting), setting
-    text = str(raw).strip()
-    if not text.startswith("{"):
-        path = Path(text).expanduser()
-        setting = f"{setting} (key file {path})"
-        if not path.is_file():
-            raise ConfigError(f"{setting}: the service-account key file does not exist")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{setting}: cannot read the key file ({type(exc).__name__})") from None
-    try:
-        info = json.loads(text)
-    except ValueError as exc:
-        # the position only: the text is a secret
-        raise ConfigError(
-            f"{setting} is not valid service-account JSON (line {exc.lineno}, column {exc.colno})"  # type: ignore[attr-defined]
-        ) from None
-    if not isinstance(info, dict):
-        raise ConfigError(f"{setting} is not valid service-account JSON (expected an object)")
-    return _checked_service_account(info, setting), setting
-
-
-def _checked_service_account(info: dict[str, Any], setting: str) -> dict[str, Any]:
-    kind = info.get("type", "service_account")
-    if kind != "service_account":
-        raise ConfigError(
-            f"{setting} holds {kind!r} credentials; give a service-account key here, or point "
-            "GOOGLE_APPLICATION_CREDENTIALS at other credentials and leave this unset"
-        )
-    missing = [name for name in ("client_email", "private_key") if not info.get(name)]
-    if missing:
-        raise ConfigError(f"{setting}: the service-account JSON lacks {', '.join(missing)}")
-    return {"type": "service_account", **info}
-
-
-def _service_account_credentials(info: dict[str, Any], source: str) -> Any:
-    from google.oauth2 import service_account
-
-    try:
-        return service_account.Credentials.from_service_account_info(info, scopes=_BIGQUERY_SCOPES)
-    except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"{source}: the service-account private_key is not a readable PEM key") from None
-
-
-def _application_default_credentials() -> tuple[Any, str | None, str]:
-    import google.auth
-    from google.auth.exceptions import DefaultCredentialsError
-
-    key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-    source = (
-        f"GOOGLE_APPLICATION_CREDENTIALS ({key_file})"
-        if key_file
-        else "application-default credentials (gcloud auth application-default login)"
-    )
-    try:
-        credentials, project = google.auth.default(scopes=_BIGQUERY_SCOPES)
-    except DefaultCredentialsError:
-        detail = "the file does not exist or is not valid credentials JSON" if key_file else "none found"
-        raise ConfigError(
-            f"no BigQuery credentials: set DESTINATION__BIGQUERY__CREDENTIALS (service-account JSON or key "
-            f"file path) or GOOGLE_APPLICATION_CREDENTIALS; {source}: {detail}"
-        ) from None
-    return credentials, project, source
-
-
-def _fetch_access_token(credentials: Any, source: str, secrets: list[str]) -> None:
-    """Get a token now unless the credentials already hold a valid one (errors name ``source``)."""
-    import functools
-
-    import google.auth.exceptions
-    import google.auth.transport.requests
-
-    if credentials.valid:
-        return
-    request = functools.partial(google.auth.transport.requests.Request(), timeout=_BIGQUERY_TOKEN_TIMEOUT_S)
-    try:
-        credentials.refresh(request)
-    except google.auth.exceptions.GoogleAuthError as exc:
-        held = [getattr(credentials, name, None) or "" for name in ("token", "refresh_token")]
-        reason = first_line(exc, secrets + held)
-        raise ConfigError(f"BigQuery credentials from {source} were not accepted: {reason}") from None
-
-
-# snowflake-connector-python error numbers: the login was refused (bad password, key or
-# user) or the account's endpoint never answered; anything else is not a settings problem.
-_SNOWFLAKE_LOGIN_REFUSED = frozenset({390100, 390144, 390101, 390102, 390156, 394300, 394304})
-_SNOWFLAKE_UNREACHABLE = frozenset({250001, 250003, 251011, 251012})
-
-
-def warehouse_error(settings: Settings, exc: BaseException) -> ConfigError | None:
-    """A refused login or unreachable warehouse in ``exc``'s cause chain, as a ConfigError
-    that names the setting to fix (never its value), or None for any other failure.
-
-    Why: dlt wraps the connector's error several levels deep, and the connector's words
-    ("250001: Could not connect to Snowflake backend after 2 attempt(s)") don't say which
-    setting is wrong; a settings error is also never worth a retry.
-    """
-    if settings.warehouse is not Warehouse.SNOWFLAKE:
-        return None
-    creds = settings.credentials
-    for error in cause_chain(exc):
-        errno = getattr(error, "errno", None)
-        if not type(error).__module__.startswith("snowflake.connector") or errno is None:
-            continue
-        if errno in _SNOWFLAKE_LOGIN_REFUSED:
-            return ConfigError(
-                f"snowflake refused the login of user {creds.username!r} to account {creds.host!r} "
-                f"(error {errno}): check the password or private key in DESTINATION__SNOWFLAKE__CREDENTIALS "
-                "(…__PASSWORD, …__PRIVATE_KEY_PATH / …__PRIVATE_KEY and …__PRIVATE_KEY_PASSPHRASE)"
-            )
-        if errno in _SNOWFLAKE_UNREACHABLE:
-            query = creds.query or {}
-            host = query.get("host") or f"{creds.host}.snowflakecomputing.com"
-            endpoint = f"{host}:{query.get('port') or 443}"
-            return ConfigError(
-                f"snowflake account {creds.host!r} did not answer at {endpoint} (error {errno}): check the "
-                "account in DESTINATION__SNOWFLAKE__CREDENTIALS (…__HOST) and any host/port options in it"
-            )
-    return None
 
 
 def cause_chain(exc: BaseException) -> list[BaseException]:

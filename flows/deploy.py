@@ -6,7 +6,9 @@ deployments' job variables reach the runs) and when every source's tag has its o
 task concurrency limit (``flows.ingest.source_tag``); without it, overlapping runs of a
 source would load it twice at once. On DuckDB the pool also runs one flow at a time
 (``default_pool_limit``). Each step is idempotent: run it after every change to
-``deployments/prefect.yaml``.
+``deployments/prefect.yaml``. Before any of it, the file's per-source deployments are
+checked against the source registry (``dlt_sources/registry.py``, which holds each
+source's schedule), so a source is never left unscheduled, or scheduled twice, by mistake.
 
 It talks only to the API in ``PREFECT_API_URL`` and never starts a server: a missing or
 unreachable API is one line saying what to do, within seconds.
@@ -21,17 +23,22 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import yaml
 
-from flows.config import PROJECT_DIR, TELEMETRY_OFF, Warehouse
+from flows.config import PROJECT_DIR, TELEMETRY_OFF
+from flows.warehouses import DEFAULT_WAREHOUSE, warehouse_named
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
+    from dlt_sources.spec import SourceSpec
+
 WORK_POOL = "elt-process"
 PREFECT_FILE = PROJECT_DIR / "deployments" / "prefect.yaml"
+SOURCE_ENTRYPOINT = "flows/ingest_source.py:ingest_source"
 HEALTH_TIMEOUT_S = 5.0
 # `prefect deploy` imports every flow (dbt, Soda, dlt): ~5 s, several times that on a busy machine.
 REGISTER_TIMEOUT_S = 600.0
@@ -96,6 +103,66 @@ def ensure_source_limits(client: SyncPrefectClient, sources: Iterable[str]) -> l
     return tags
 
 
+def source_deployment(spec: SourceSpec) -> dict[str, Any]:
+    """The fields of a scheduled source's deployment that must agree with its registry record."""
+    from flows.ingest import source_tag
+
+    return {
+        "name": f"ingest-{spec.name.replace('_', '-')}",
+        "entrypoint": SOURCE_ENTRYPOINT,
+        "parameters": {"source": spec.name},
+        "tags": ["ingest", source_tag(spec.name)],
+        "schedules": [{"cron": spec.schedule, "timezone": "UTC"}],
+    }
+
+
+def deployment_drift(prefect_file: Path = PREFECT_FILE) -> list[str]:
+    """Where the per-source deployments in ``prefect_file`` disagree with the registry, one line each.
+
+    Every source with a schedule needs its deployment on that cron; a source without one loads
+    only in the nightly run; a deployment of a source the registry does not know is a leftover.
+    """
+    from dlt_sources.registry import SOURCES
+
+    inside = prefect_file.is_relative_to(PROJECT_DIR)
+    where = prefect_file.relative_to(PROJECT_DIR) if inside else prefect_file
+    document = yaml.safe_load(prefect_file.read_text()) or {}
+    deployed = {
+        (entry.get("parameters") or {}).get("source"): entry
+        for entry in document.get("deployments") or []
+        if entry.get("entrypoint") == SOURCE_ENTRYPOINT
+    }
+    problems = []
+    for name, spec in SOURCES.items():
+        entry = deployed.pop(name, None)
+        if spec.schedule is None:
+            if entry is not None:
+                problems.append(
+                    f"{where}: deployment {entry.get('name')} runs source {name}, which has no schedule "
+                    "in its registry record; remove the deployment or give the source a schedule"
+                )
+            continue
+        expected = source_deployment(spec)
+        if entry is None:
+            problems.append(
+                f"{where}: source {name} has a schedule but no deployment; add "
+                + yaml.safe_dump(expected, default_flow_style=True, sort_keys=False, width=1_000).strip()
+            )
+            continue
+        differs = [
+            f"{key} is {entry.get(key)!r}, the registry says {value!r}"
+            for key, value in expected.items()
+            if entry.get(key) != value
+        ]
+        if differs:
+            problems.append(f"{where}: deployment {entry.get('name')} of source {name}: {'; '.join(differs)}")
+    problems += [
+        f"{where}: deployment {entry.get('name')} runs source {name!r}, unknown to dlt_sources/registry.py"
+        for name, entry in deployed.items()
+    ]
+    return problems
+
+
 def register_deployments(api_url: str, prefect_file: Path = PREFECT_FILE) -> str:
     """Run ``prefect deploy --all`` from the repository root; its output, or DeployError."""
     # COLUMNS: one line per deployment in Prefect's output, which names them
@@ -122,12 +189,12 @@ def register_deployments(api_url: str, prefect_file: Path = PREFECT_FILE) -> str
 
 
 def default_pool_limit() -> int | None:
-    """1 on DuckDB, whose file takes one writer process at a time; no limit on cloud warehouses.
+    """1 on a warehouse that takes one writer at a time (DuckDB's file); no limit on the others.
 
     Read from ``ELT_WAREHOUSE`` where ``elt deploy`` runs, which is the worker's on one machine.
     """
-    warehouse = Warehouse.parse(os.environ.get("ELT_WAREHOUSE") or Warehouse.DUCKDB.value)
-    return 1 if warehouse is Warehouse.DUCKDB else None
+    warehouse = warehouse_named(os.environ.get("ELT_WAREHOUSE") or DEFAULT_WAREHOUSE)
+    return None if warehouse.takes_concurrent_writers else 1
 
 
 def deploy(pool_limit: int | None) -> list[str]:
@@ -137,9 +204,12 @@ def deploy(pool_limit: int | None) -> list[str]:
     """
     from prefect.client.orchestration import get_client
 
-    from flows.ingest import SOURCES
+    from dlt_sources.registry import SOURCES
 
     url = check_api()
+    drift = deployment_drift()
+    if drift:
+        raise DeployError("deployments/prefect.yaml disagrees with the source registry: " + " | ".join(drift))
     with get_client(sync_client=True) as client:
         created = ensure_work_pool(client, WORK_POOL, pool_limit)
         limits = ensure_source_limits(client, SOURCES)

@@ -20,11 +20,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from dlt_sources.registry import SOURCES
 from flows.alerts import alert_failed_run, resolve_failed_run
 from flows.audit import record_contracts
-from flows.checks import ContractsFailed, ContractTarget, run_contracts
+from flows.checks import ContractsFailed, run_contracts
 from flows.config import Settings, flow_retries, load_settings
-from flows.ingest import SOURCES, ingest_sources, source_tag
+from flows.contract_target import ContractTarget
+from flows.ingest import ingest_sources, source_tag
 from flows.pii import ensure_pii_salt
 from flows.report import RunSummary
 from flows.transform import DbtBuildError, DbtInvocationError, run_dbt_build, run_dbt_operation
@@ -53,7 +55,7 @@ def elt(sources: Sequence[str] | None = None, warehouse: str | None = None) -> R
     settings = load_settings(warehouse)
     settings.export_tool_environment()
     chosen = list(sources or SOURCES)
-    summary = RunSummary(warehouse=settings.warehouse.value)
+    summary = RunSummary(warehouse=settings.warehouse.name)
     try:
         with summary.stage("ingest"):
             summary.ingests = ingest_sources(chosen, settings, run_id=run_id())

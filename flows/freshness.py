@@ -1,6 +1,8 @@
 """Freshness SLAs: alert when a source has not loaded successfully for longer than allowed.
 
-The SLAs live in ``checks/freshness.yml`` (per source, optionally per table); the last
+The SLAs are part of each source's registry record (``dlt_sources/registry.py``: a
+``default`` for the source, optionally one per table); ``ELT_FRESHNESS_FILE`` names a YAML
+file of SLAs that replaces them all, for a deployment that wants its own. The last
 successful load of each source comes from the audit table in the warehouse
 (``elt_audit.loads``, flows/audit.py), so the check needs no local state. A breach is one
 incident per table (flows/alerts.py): one alert when it starts, quiet while it lasts, one
@@ -10,7 +12,6 @@ resolved message once a good load brings the table back inside its SLA.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,12 +19,14 @@ from pathlib import Path
 import yaml
 from prefect import flow, get_run_logger
 
+from dlt_sources import spec
+from dlt_sources.common.declared import read_freshness
+from dlt_sources.registry import SOURCES
 from flows.alerts import Incident, alert_failed_run, open_incident, resolve_incident
 from flows.audit import last_successful_loads, now
-from flows.config import CHECKS_DIR, ConfigError, Settings, load_settings
+from flows.config import ConfigError, Settings, load_settings
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+FILE_SETTING = "ELT_FRESHNESS_FILE"
 
 
 @dataclass(frozen=True)
@@ -51,23 +54,29 @@ class Freshness:
 
 
 def parse_duration(text: str, setting: str) -> timedelta:
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ConfigError(f"{setting}={text!r} is not a duration such as 30m, 6h or 2d")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        return spec.parse_duration(text)
+    except ValueError:
+        raise ConfigError(f"{setting}={text!r} is not a duration such as 30m, 6h or 2d") from None
 
 
-def freshness_slas(path: Path | None = None) -> dict[tuple[str, str], timedelta]:
+def freshness_slas() -> dict[tuple[str, str], timedelta]:
     """``(source, table) -> SLA``; ``"*"`` stands for the tables without their own SLA."""
-    path = Path(path or os.environ.get("ELT_FRESHNESS_FILE") or CHECKS_DIR / "freshness.yml")
-    document = yaml.safe_load(path.read_text()) or {}
-    slas = {}
-    for source, spec in document.items():
-        if "default" in spec:
-            slas[(source, "*")] = parse_duration(spec["default"], f"{path.name}: {source}.default")
-        for table, value in (spec.get("tables") or {}).items():
-            slas[(source, table)] = parse_duration(value, f"{path.name}: {source}.tables.{table}")
-    return slas
+    override = os.environ.get(FILE_SETTING)
+    if override:
+        path = Path(override)
+        document = yaml.safe_load(path.read_text()) or {}
+        slas = {
+            source: read_freshness(sla, f"{path}: {source}", ConfigError) for source, sla in document.items()
+        }
+    else:
+        slas = {name: source.freshness for name, source in SOURCES.items() if source.freshness}
+    by_table = {}
+    for source, sla in slas.items():
+        if sla.default is not None:
+            by_table[(source, "*")] = sla.default
+        by_table |= {(source, table): table_sla for table, table_sla in sla.tables.items()}
+    return by_table
 
 
 def check_freshness(settings: Settings) -> list[Freshness]:

@@ -1,8 +1,8 @@
 """Ingest stage: one dlt pipeline per source, each run as its own Prefect task.
 
-Each source loads the dataset ``raw_<source>``. dlt keeps the cursors in the
-pipeline state, which it stores in the warehouse next to the data, so a retry on
-a fresh worker with an empty disk restores it from there and resumes.
+Each source registered in ``dlt_sources/registry.py`` loads the dataset ``raw_<source>``.
+dlt keeps the cursors in the pipeline state, which it stores in the warehouse next to the
+data, so a retry on a fresh worker with an empty disk restores it from there and resumes.
 Transient failures (a source that does not answer, HTTP 429/5xx) are retried;
 everything else (bad settings, rejected credentials) fails at once.
 """
@@ -13,9 +13,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import dlt
@@ -35,39 +33,15 @@ from prefect.tasks import exponential_backoff
 from dlt_sources.common.http import ApiError
 from dlt_sources.common.packages import discard_committed_extracts, forget_state_unknown_to_warehouse
 from dlt_sources.errors import SourceError, SourceUnreachable
-from dlt_sources.github import github_source
-from dlt_sources.rest import declared_sources
-from dlt_sources.shop import shop_after_load, shop_source
-from dlt_sources.shop.settings import TABLES as SHOP_TABLES
-from dlt_sources.sql_database import declared_databases
-from dlt_sources.stripe import stripe_source
+from dlt_sources.registry import SOURCES, cdc_sources
 from flows.audit import FAILED, LOADED, LoadRecord, now, record
-from flows.config import ConfigError, Settings, cause_chain, schema_prefix, warehouse_error
+from flows.config import ConfigError, Settings, cause_chain, schema_prefix
+from flows.pipelines import raw_dataset, source_pipeline
 from flows.redact import first_line
+from flows.results import IngestResult
 
 with contextlib.suppress(ImportError):
     import pandas  # noqa: F401
-
-# Source name -> factory of the dlt source. The name is also the dataset suffix
-# (raw_<name>), the staging folder in transform/ and the folder in checks/raw/.
-# Declarative REST sources (one YAML per API in dlt_sources/rest/) and SQL databases
-# (one YAML per database in dlt_sources/sql_database/) come first, so a YAML can never
-# shadow a Python source of the same name.
-SOURCES: dict[str, Callable[[], Any]] = {
-    **declared_sources(),
-    **declared_databases(),
-    "shop": shop_source,
-    "stripe": stripe_source,
-    "github": github_source,
-}
-
-# Work a source does once its load is committed: CDC applies TRUNCATEs there and reports
-# slot lag. Returns an object with ``notes`` and ``warnings`` (lists of lines for the report).
-AFTER_LOAD: dict[str, Callable[[dlt.Pipeline], Any]] = {
-    "shop": shop_after_load,
-}
-# Sources replicated through Postgres CDC, with their tables (for the `elt cdc` commands).
-CDC_TABLES: dict[str, tuple[str, ...]] = {"shop": SHOP_TABLES}
 
 
 def use_environment_slots() -> None:
@@ -78,7 +52,7 @@ def use_environment_slots() -> None:
     next run would fail with SlotLost. A ``sources.<name>.slot_name`` set anywhere still wins.
     """
     prefix = schema_prefix()
-    for source in CDC_TABLES if prefix else ():
+    for source in cdc_sources() if prefix else ():
         if dlt.config.get(f"sources.{source}.slot_name") is None:
             os.environ[f"SOURCES__{source.upper()}__SLOT_NAME"] = f"{prefix}elt_{source}"
 
@@ -94,45 +68,8 @@ _WAREHOUSE_BUSY = re.compile(
 )
 
 
-@dataclass
-class IngestResult:
-    """What one source's pipeline loaded in this run."""
-
-    source: str
-    dataset: str
-    rows: dict[str, int] = field(default_factory=dict)
-    duration_s: float = 0.0
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    # every data table of the source, also those that got no new rows
-    tables: list[str] = field(default_factory=list)
-    load_ids: list[str] = field(default_factory=list)
-    schema_changes: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def total_rows(self) -> int:
-        return sum(self.rows.values())
-
-
-def dataset_name(source: str, settings: Settings) -> str:
-    """``raw_<source>``, with the environment's prefix (flows/config.py ``schema_prefix``)."""
-    return settings.dataset(f"raw_{source}")
-
-
 def unknown_sources(names: list[str]) -> list[str]:
     return [name for name in names if name not in SOURCES]
-
-
-def pipeline_for(source: str, settings: Settings) -> dlt.Pipeline:
-    """The dlt pipeline of one source; its local folder is only a cache of warehouse state."""
-    return dlt.pipeline(
-        pipeline_name=f"elt_{source}",
-        destination=settings.dlt_destination(),
-        dataset_name=dataset_name(source, settings),
-        pipelines_dir=str(settings.pipelines_dir),
-    )
 
 
 class IngestFailed(Exception):
@@ -144,29 +81,30 @@ def run_source(source: str, settings: Settings) -> IngestResult:
     """Extract, normalize and load one source; no Prefect here so tests can call it."""
     if source not in SOURCES:
         raise SourceError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
+    spec = SOURCES[source]
     started, started_at = time.perf_counter(), now()
     use_environment_slots()
-    pipeline = pipeline_for(source, settings)
+    pipeline = source_pipeline(source, settings)
     discard_committed_extracts(pipeline)  # a worker killed mid-normalize must not block the next run
     try:
         if forget_state_unknown_to_warehouse(pipeline):  # the warehouse, not this disk, holds the cursors
-            pipeline = pipeline_for(source, settings)
-        load_info = pipeline.run(SOURCES[source](), loader_file_format=settings.loader_file_format)
+            pipeline = source_pipeline(source, settings)
+        load_info = pipeline.run(spec.factory(), loader_file_format=settings.loader_file_format)
     except ConfigFieldMissingException as exc:
         raise missing_settings_error(source, exc) from None
     except PipelineStepFailed as exc:
         # dlt wraps the source's own error; surface it so the message names the source.
-        cause = source_error_in(exc) or contract_error_in(source, exc) or warehouse_error(settings, exc)
+        cause = source_error_in(exc) or contract_error_in(source, exc) or settings.login_error(exc)
         if cause is not None:
             raise cause from exc
         raise
     except Exception as exc:  # the warehouse refused the connection before dlt's steps began
-        cause = warehouse_error(settings, exc)
+        cause = settings.login_error(exc)
         if cause is not None:
             raise cause from exc
         raise
     load_info.raise_on_failed_jobs()
-    after_load = AFTER_LOAD[source](pipeline) if source in AFTER_LOAD else None
+    after_load = spec.after_load(pipeline) if spec.after_load else None
     normalized = pipeline.last_trace.last_normalize_info
     rows = {
         table: count
@@ -175,7 +113,7 @@ def run_source(source: str, settings: Settings) -> IngestResult:
     }
     return IngestResult(
         source=source,
-        dataset=dataset_name(source, settings),
+        dataset=raw_dataset(source, settings),
         rows=rows,
         duration_s=time.perf_counter() - started,
         started_at=started_at,
@@ -317,7 +255,7 @@ def ingest_sources(sources: Sequence[str], settings: Settings, run_id: str) -> l
                 LoadRecord(
                     run_id,
                     source,
-                    dataset_name(source, settings),
+                    raw_dataset(source, settings),
                     None,
                     0,
                     started_at,

@@ -17,10 +17,11 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from dlt_sources.errors import SourceError
+from dlt_sources.registry import SOURCES
 from flows.alerts import alert_failed_run, resolve_failed_run
 from flows.config import load_settings
 from flows.elt import EltRunFailed, gate, run_id
-from flows.ingest import SOURCES, ingest_sources
+from flows.ingest import ingest_sources
 from flows.report import RunSummary
 
 
@@ -38,7 +39,7 @@ def ingest_source(source: str, warehouse: str | None = None) -> RunSummary:
         raise SourceError(f"unknown source {source!r}; known sources: {', '.join(SOURCES)}")
     settings = load_settings(warehouse)
     settings.export_tool_environment()
-    summary = RunSummary(warehouse=settings.warehouse.value)
+    summary = RunSummary(warehouse=settings.warehouse.name)
     try:
         with summary.stage("ingest"):
             # the same task, retries, tag and audit rows as the full run

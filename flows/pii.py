@@ -20,6 +20,7 @@ import dlt
 
 from dlt_sources.common.packages import forget_state_unknown_to_warehouse
 from flows.config import Settings
+from flows.pipelines import warehouse_pipeline
 
 DATASET = "restricted"
 TABLE = "pii_salt"
@@ -34,12 +35,7 @@ class SaltSource(StrEnum):
 
 def ensure_pii_salt(settings: Settings) -> SaltSource:
     """Make sure ``restricted.pii_salt`` holds the salt; says where the salt came from."""
-    pipeline = dlt.pipeline(
-        pipeline_name="elt_restricted",
-        destination=settings.dlt_destination(),
-        dataset_name=settings.dataset(DATASET),
-        pipelines_dir=str(settings.pipelines_dir),
-    )
+    pipeline = warehouse_pipeline(settings, "elt_restricted", DATASET)
     if forget_state_unknown_to_warehouse(pipeline):  # the warehouse says whether the salt exists
         return ensure_pii_salt(settings)
     salt = dlt.secrets.get(SECRET_KEY)

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from flows.checks import ContractResult, Outcome
-from flows.ingest import IngestResult
 from flows.redact import first_line
-from flows.transform import DbtBuildSummary
+from flows.results import ContractResult, DbtBuildSummary, IngestResult, Outcome
 
 
 @dataclass

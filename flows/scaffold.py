@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import yaml
 
-from flows.config import CHECKS_DIR, TRANSFORM_DIR, Settings, Warehouse
-from flows.ingest import pipeline_for
+from flows.config import CHECKS_DIR, TRANSFORM_DIR, Settings
+from flows.pipelines import source_pipeline
 
 # dlt data types as the DuckDB warehouse (and Soda's schema check) names them
 _DUCKDB_TYPES = {
@@ -80,7 +79,7 @@ def scaffold_contract(
         path = checks_dir / "marts" / f"{name}.yml"
         header = f"# dbt model {name}, checked before publication; scaffolded by `elt contracts scaffold`."
         dataset = f"warehouse/${{var.MARTS_SCHEMA}}/{name}"
-        # contracts name production schemas; flows/checks.py renders them per environment
+        # contracts name production schemas; flows/contract_target.py renders them per environment
         production_schema = settings.dbt_schema.removeprefix(settings.schema_prefix)
         variables = {"MARTS_SCHEMA": {"default": f"{production_schema}_marts_audit"}}
         allow_extra = False  # dbt owns a model's columns: a surprise column is a change to review
@@ -108,7 +107,7 @@ def scaffold_contract(
 
 def _from_dlt_schema(source: str, table: str, settings: Settings) -> list[ColumnSpec]:
     """Columns and keys from the dlt schema the source's last load stored in the warehouse."""
-    pipeline = pipeline_for(source, settings)
+    pipeline = source_pipeline(source, settings)
     pipeline.sync_destination()
     tables = pipeline.default_schema.data_tables() if pipeline.default_schema_name else []
     found = next((t for t in tables if t["name"] == table), None)
@@ -142,7 +141,7 @@ def _from_dbt_model(name: str, settings: Settings) -> list[ColumnSpec]:
     node = manifest.nodes.get(f"model.elt.{name}")
     if node is None:
         raise ScaffoldError(f"{name!r} is not a model of transform/ (raw tables: raw_<source>.<table>)")
-    types = _built_types(node.schema, node.alias, settings)
+    types = settings.warehouse.column_types(settings, node.schema, node.alias)
     columns = {column: ColumnSpec(column) for column in node.columns} | {
         column: ColumnSpec(column) for column in types if column not in node.columns
     }
@@ -163,26 +162,3 @@ def _from_dbt_model(name: str, settings: Settings) -> list[ColumnSpec]:
             values = meta.kwargs.get("values") or meta.kwargs.get("arguments", {}).get("values")
             columns[column].checks.append({"invalid": {"valid_values": list(values or [])}})
     return list(columns.values())
-
-
-ColumnType = tuple[str | None, int | None, int | None]  # data type, numeric precision, scale
-
-
-def _built_types(schema: str, table: str, settings: Settings) -> dict[str, ColumnType]:
-    """Column types of the built model in the DuckDB warehouse; empty when not built or not DuckDB."""
-    if settings.warehouse is not Warehouse.DUCKDB or not settings.duckdb_path.exists():
-        return {}
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        rows = con.execute(
-            "select column_name, lower(data_type), numeric_precision, numeric_scale"
-            " from information_schema.columns where table_schema = ? and table_name = ?"
-            " order by ordinal_position",
-            [schema, table],
-        ).fetchall()
-    types: dict[str, ColumnType] = {}
-    for column, data_type, precision, scale in rows:
-        if data_type.startswith("decimal"):
-            types[column] = ("decimal", precision, scale)
-        else:
-            types[column] = (data_type, None, None)
-    return types

@@ -1,8 +1,8 @@
 """``elt status``: per source and table, what the on-call engineer asks first.
 
-Last successful load and its rows (audit table), freshness against the SLA
-(``checks/freshness.yml``), the latest contract verdict, and for CDC sources the
-replication slot's lag. Everything comes from the warehouse and the source database,
+Last successful load and its rows (audit table), freshness against the SLA (each
+source's record in ``dlt_sources/registry.py``), the latest contract verdict, and for
+CDC sources the replication slot's lag. Everything comes from the warehouse and the source database,
 never from local files, so any machine with the settings shows the same.
 """
 
@@ -14,10 +14,11 @@ from datetime import datetime
 from rich.table import Table
 
 from dlt_sources.errors import SourceError
+from dlt_sources.registry import cdc_sources
 from flows.audit import latest_contracts, latest_loads
 from flows.config import load_settings
 from flows.freshness import Freshness, check_freshness
-from flows.ingest import CDC_TABLES, use_environment_slots
+from flows.ingest import use_environment_slots
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def collect_status(warehouse: str | None = None) -> list[TableStatus]:
     loads = latest_loads(settings)
     contracts = latest_contracts(settings)
     freshness = {(result.source, result.table): result for result in check_freshness(settings)}
-    lags = {source: _slot_lag(source) for source in CDC_TABLES}
+    lags = {source: _slot_lag(source) for source in cdc_sources()}
     loaded = {source for source, _ in loads}
     # every loaded table, plus the SLAs' tables (a source never loaded shows as <source>.*)
     tables = set(loads) | {(s, t) for s, t in freshness if t != "*" or s not in loaded}

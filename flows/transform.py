@@ -11,122 +11,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from prefect import flow, get_run_logger
 
 from flows.config import TRANSFORM_DIR
+from flows.results import DbtBuildSummary, NodeResult
+from flows.warehouses import DEFAULT_WAREHOUSE
 
-DEFAULT_TARGET: Final[str] = "duckdb"
+# profiles.yml names each output after its warehouse
+DEFAULT_TARGET: Final[str] = DEFAULT_WAREHOUSE
 TARGET_ENV_VAR: Final[str] = "ELT_DBT_TARGET"
-
-# dbt writes these strings into run_results.json (RunStatus / TestStatus / NodeStatus).
-FAILED_STATUSES: Final[frozenset[str]] = frozenset({"error", "fail", "runtime error"})
-SKIPPED_STATUSES: Final[frozenset[str]] = frozenset({"skipped", "no-op"})
-WARNED_STATUSES: Final[frozenset[str]] = frozenset({"warn"})
-
-
-@dataclass(frozen=True)
-class NodeResult:
-    """Outcome of one dbt node, as reported in run_results.json."""
-
-    unique_id: str
-    status: str
-    execution_time: float
-    message: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-
-    @property
-    def resource_type(self) -> str:
-        """dbt resource type (model, test, unit_test, seed, ...) from the unique_id prefix."""
-        return self.unique_id.split(".", 1)[0]
-
-    @property
-    def name(self) -> str:
-        """Short node name: the last segment of the unique_id (for a data test the one
-        before its hash suffix, ``test.<package>.<name>.<hash>``)."""
-        parts = self.unique_id.split(".")
-        return parts[2] if self.resource_type == "test" and len(parts) > 3 else parts[-1]
-
-
-@dataclass(frozen=True)
-class DbtBuildSummary:
-    """What a dbt invocation built, skipped and failed, with timings.
-
-    Small and serialisable so a flow can return it and later steps (Soda checks,
-    notifications) can decide what to do without re-reading dbt artifacts.
-    """
-
-    nodes: tuple[NodeResult, ...] = ()
-    elapsed_seconds: float = 0.0
-    invocation_id: str | None = None
-    command: str | None = None
-
-    @property
-    def built(self) -> tuple[str, ...]:
-        """Nodes that ran and passed (warnings included)."""
-        excluded = FAILED_STATUSES | SKIPPED_STATUSES
-        return tuple(n.unique_id for n in self.nodes if n.status not in excluded)
-
-    @property
-    def skipped(self) -> tuple[str, ...]:
-        """Nodes dbt skipped, usually because an upstream node failed."""
-        return tuple(n.unique_id for n in self.nodes if n.status in SKIPPED_STATUSES)
-
-    @property
-    def failed(self) -> tuple[str, ...]:
-        """Nodes that errored or whose tests failed."""
-        return tuple(n.unique_id for n in self.nodes if n.status in FAILED_STATUSES)
-
-    @property
-    def warned(self) -> tuple[str, ...]:
-        """Tests that returned rows but are configured with severity warn."""
-        return tuple(n.unique_id for n in self.nodes if n.status in WARNED_STATUSES)
-
-    @property
-    def success(self) -> bool:
-        """True when no node failed."""
-        return not self.failed
-
-    def slowest(self, count: int = 5) -> tuple[NodeResult, ...]:
-        """The ``count`` nodes with the longest execution time, slowest first."""
-        ordered = sorted(self.nodes, key=lambda n: n.execution_time, reverse=True)
-        return tuple(ordered[:count])
-
-    def describe(self) -> str:
-        """One-line human summary for logs."""
-        return (
-            f"dbt: {len(self.built)} built, {len(self.skipped)} skipped, "
-            f"{len(self.failed)} failed, {len(self.warned)} warned "
-            f"in {self.elapsed_seconds:.1f}s"
-        )
-
-    def failure_message(self) -> str:
-        """Multi-line description of failed nodes, naming each one."""
-        by_id = {n.unique_id: n for n in self.nodes}
-        lines = [f"dbt build failed: {len(self.failed)} node(s) failed"]
-        for unique_id in self.failed:
-            node = by_id[unique_id]
-            message = (node.message or "").strip().replace("\n", " ")
-            lines.append(f"  - {unique_id} [{node.status}] {message}".rstrip())
-        if self.skipped:
-            lines.append(f"  ({len(self.skipped)} downstream node(s) skipped)")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (JSON-friendly) including the derived lists."""
-        data = asdict(self)
-        data.update(
-            built=list(self.built),
-            skipped=list(self.skipped),
-            failed=list(self.failed),
-            warned=list(self.warned),
-            success=self.success,
-        )
-        return data
 
 
 class DbtBuildError(RuntimeError):

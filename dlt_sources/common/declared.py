@@ -1,23 +1,37 @@
 """Sources declared in YAML, one file per source in a folder (REST APIs, SQL databases).
 
 Why shared: both families find their files, validate every one up front (a typo fails
-``elt --help``-time, not a scheduled run at night) and hand out one factory per source
-name, resolving secrets only when the factory is called.
+``elt --help``-time, not a scheduled run at night) and hand out one registry record
+(``SourceSpec``) per source name, resolving secrets only when its factory is called. Both
+read the same optional keys for operations: ``schedule`` (cron, UTC, of the source's own
+deployment) and ``freshness`` (``default`` and per-table SLAs such as ``6h``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
+from dlt_sources.errors import SourceError
+from dlt_sources.spec import FreshnessSla, SourceSpec, parse_duration
 
-class _Named(Protocol):
+OPERATIONS_KEYS = frozenset({"schedule", "freshness"})
+_FRESHNESS_KEYS = frozenset({"default", "tables"})
+
+
+class _Declared(Protocol):
     name: str
+    schedule: str | None
+    freshness: FreshnessSla | None
+
+    @property
+    def table_names(self) -> tuple[str, ...]: ...
 
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -36,24 +50,65 @@ def read_declaration(path: Path, error: type[Exception]) -> Any:
         raise error(f"{path}: not valid YAML: {exc}") from None
 
 
+def read_operations(
+    document: dict[str, Any], path: Path, error: type[Exception]
+) -> tuple[str | None, FreshnessSla | None]:
+    """The optional ``schedule`` and ``freshness`` of a declaration, validated."""
+    schedule = document.get("schedule")
+    if schedule is not None and not isinstance(schedule, str):
+        raise error(f'{path}: `schedule` must be a cron string such as "0 * * * *" (UTC)')
+    freshness = document.get("freshness")
+    return schedule, None if freshness is None else read_freshness(freshness, f"{path}: freshness", error)
+
+
+def read_freshness(value: Any, where: str, error: type[Exception]) -> FreshnessSla:
+    """``{default: 6h, tables: {<table>: 1h}}`` as an SLA; ``where`` names the mapping in errors."""
+    if not isinstance(value, dict) or not set(value) <= _FRESHNESS_KEYS:
+        raise error(f"{where} must be a mapping with `default` and/or `tables`")
+    tables = value.get("tables") or {}
+    if not isinstance(tables, dict):
+        raise error(f"{where}.tables must map table names to durations such as 30m, 6h or 2d")
+
+    def duration(key: str, text: Any) -> timedelta:
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise error(f"{where}.{key}: {exc}") from None
+
+    default = value.get("default")
+    return FreshnessSla(
+        default=None if default is None else duration("default", default),
+        tables={table: duration(f"tables.{table}", text) for table, text in tables.items()},
+    )
+
+
 def declared_in(
     folder: Path,
     folder_setting: str,
     load_file: Callable[[Path], Any],
     make_source: Callable[[Any], Any],
     error: type[Exception],
-) -> dict[str, Callable[[], Any]]:
-    """Source name -> factory for every ``*.yml`` / ``*.yaml`` in ``folder``.
+) -> dict[str, SourceSpec]:
+    """Source name -> registry record for every ``*.yml`` / ``*.yaml`` in ``folder``.
 
     ``load_file`` validates one file (raising ``error`` with the file and field named) and
-    returns a config with a ``name``; ``make_source(config)`` builds the dlt source.
+    returns its config; ``make_source(config)`` builds the dlt source.
     """
     if not folder.is_dir():
         raise error(f"{folder_setting}={folder} is not a folder")
-    found: dict[str, Callable[[], Any]] = {}
+    found: dict[str, SourceSpec] = {}
     for path in sorted(folder.glob("*.yml")) + sorted(folder.glob("*.yaml")):
-        config: _Named = load_file(path)
+        config: _Declared = load_file(path)
         if config.name in found:
             raise error(f"{path}: a source named {config.name!r} is declared twice")
-        found[config.name] = partial(make_source, config)
+        try:
+            found[config.name] = SourceSpec(
+                name=config.name,
+                factory=partial(make_source, config),
+                tables=config.table_names,
+                schedule=config.schedule,
+                freshness=config.freshness,
+            )
+        except SourceError as exc:
+            raise error(f"{path}: {exc}") from None
     return found

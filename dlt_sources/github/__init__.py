@@ -22,7 +22,7 @@ state), so an unchanged repository costs a 304 and no rate limit. Pages become A
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import dlt
@@ -33,6 +33,7 @@ from dlt.sources import DltResource
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
 from dlt_sources.common.rejects import MAX_STRING_BYTES, Quarantine
 from dlt_sources.common.schema_policy import check_policy
+from dlt_sources.spec import FreshnessSla, SourceSpec
 
 from . import settings
 from .helpers import (
@@ -47,7 +48,7 @@ from .helpers import (
     validate_repositories,
 )
 
-__all__ = ["GitHubClient", "GitHubRateLimited", "github_source"]
+__all__ = ["SPEC", "GitHubClient", "GitHubRateLimited", "github_source"]
 
 # resource -> (path template, fixed query, uses `since`)
 _ENDPOINTS: dict[str, tuple[str, dict[str, Any], bool]] = {
@@ -224,3 +225,12 @@ def _stop_before(field: str, start: Any) -> Any:
     if start is None:
         return None
     return lambda page: older_than(page, field, start)
+
+
+SPEC = SourceSpec(
+    name="github",
+    factory=github_source,
+    tables=settings.RESOURCES,
+    schedule="35 */6 * * *",
+    freshness=FreshnessSla(default=timedelta(days=1)),
+)

@@ -39,6 +39,7 @@ from dlt_sources.common.declared import declared_in
 from dlt_sources.common.http import ApiClient, SourceSettings
 from dlt_sources.common.rejects import CastFlags, Quarantine, configured, tolerant_loads
 from dlt_sources.common.schema_policy import enforce
+from dlt_sources.spec import SourceSpec
 
 from .config import PLACEHOLDER_RE, Resource, RestConfigError, RestSourceConfig, load_file
 from .config import resolve_placeholders as _resolve
@@ -67,10 +68,10 @@ def sources_dir() -> Path:
     return Path(os.environ.get(SOURCES_DIR_ENV) or DEFAULT_DIR)
 
 
-def declared_sources(directory: Path | None = None) -> dict[str, Callable[[], DltSource]]:
-    """Source name -> factory, one per ``*.yml`` in the folder; every file is validated now.
+def declared_sources(directory: Path | None = None) -> dict[str, SourceSpec]:
+    """Source name -> registry record, one per ``*.yml`` in the folder; every file is validated now.
 
-    Secrets are resolved only when a factory is called, so listing sources needs none.
+    Secrets are resolved only when a record's factory is called, so listing sources needs none.
     """
     return declared_in(directory or sources_dir(), SOURCES_DIR_ENV, load_file, rest_source, RestConfigError)
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlt_sources.common.declared import NAME_RE, read_declaration
+from dlt_sources.common.declared import NAME_RE, OPERATIONS_KEYS, read_declaration, read_operations
 from dlt_sources.common.schema_policy import POLICIES
 from dlt_sources.errors import SourceError
+from dlt_sources.spec import FreshnessSla
 
 PLACEHOLDER_RE = re.compile(r"\{\{\s*(secrets|config)\.([A-Za-z0-9_.]+)\s*\}\}")
 
-TOP_KEYS = frozenset({"client", "resource_defaults", "resources", "schema_policy"})
+TOP_KEYS = frozenset({"client", "resource_defaults", "resources", "schema_policy"}) | OPERATIONS_KEYS
 CLIENT_KEYS = frozenset({"base_url", "auth", "paginator", "headers"})
 RESOURCE_KEYS = frozenset({"name", "endpoint", "primary_key", "write_disposition", "columns"})
 ENDPOINT_KEYS = frozenset({"path", "params", "data_selector", "incremental", "paginator"})
@@ -95,6 +96,12 @@ class RestSourceConfig:
     client: dict[str, Any]
     resources: tuple[Resource, ...]
     schema_policy: str = "evolve"
+    schedule: str | None = None
+    freshness: FreshnessSla | None = None
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        return tuple(resource.name for resource in self.resources)
 
 
 def load_file(path: Path) -> RestSourceConfig:
@@ -133,7 +140,16 @@ def parse(raw: Any, path: Path) -> RestSourceConfig:
     policy = doc.get("schema_policy", "evolve")
     if policy not in POLICIES:
         raise v.error("schema_policy", f"must be one of {', '.join(POLICIES)}, got {policy!r}")
-    return RestSourceConfig(name=path.stem, file=path, client=client, resources=parsed, schema_policy=policy)
+    schedule, freshness = read_operations(doc, path, RestConfigError)
+    return RestSourceConfig(
+        name=path.stem,
+        file=path,
+        client=client,
+        resources=parsed,
+        schema_policy=policy,
+        schedule=schedule,
+        freshness=freshness,
+    )
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

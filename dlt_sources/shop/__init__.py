@@ -10,12 +10,14 @@ Settings: ``sources.shop.*`` (see README.md and ``postgres_cdc/settings.py``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import dlt
 from dlt.extract.resource import DltResource
 
 from dlt_sources.postgres_cdc import CdcReport, after_load, replication_resource, resolve_settings
 from dlt_sources.shop.settings import TABLES
+from dlt_sources.spec import FreshnessSla, SourceSpec
 
 SOURCE = "shop"
 
@@ -29,3 +31,14 @@ def shop_source() -> Iterator[DltResource]:
 def shop_after_load(pipeline: dlt.Pipeline) -> CdcReport:
     """Apply TRUNCATEs and report slot lag once the load is committed (called by the ingest flow)."""
     return after_load(pipeline, SOURCE)
+
+
+SPEC = SourceSpec(
+    name=SOURCE,
+    factory=shop_source,
+    tables=TABLES,
+    cdc_tables=TABLES,
+    after_load=shop_after_load,
+    schedule="5 * * * *",
+    freshness=FreshnessSla(default=timedelta(hours=2), tables={"orders": timedelta(hours=1)}),
+)

@@ -21,7 +21,7 @@ quarantined into ``raw_<name>._rejected_records`` or fail the run, per
 # resource function by resolving its annotation at runtime.
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,6 +40,7 @@ from dlt_sources.common.declared import declared_in
 from dlt_sources.common.rejects import DUPLICATE_KEY, Quarantine, configured
 from dlt_sources.errors import SourceError
 from dlt_sources.rest.config import PLACEHOLDER_RE, resolve_placeholders
+from dlt_sources.spec import SourceSpec
 
 from .columns import ColumnPlan, Conformer, plan_columns
 from .config import DatabaseConfig, SqlConfigError, TableConfig, load_file
@@ -67,10 +68,10 @@ def sources_dir() -> Path:
     return Path(os.environ.get(SOURCES_DIR_ENV) or DEFAULT_DIR)
 
 
-def declared_databases(directory: Path | None = None) -> dict[str, Callable[[], DltSource]]:
-    """Source name -> factory, one per ``*.yml`` in the folder; every file is validated now.
+def declared_databases(directory: Path | None = None) -> dict[str, SourceSpec]:
+    """Source name -> registry record, one per ``*.yml`` in the folder; every file is validated now.
 
-    Credentials are resolved and the database contacted only when a factory is called.
+    Credentials are resolved and the database contacted only when a record's factory is called.
     """
     return declared_in(
         directory or sources_dir(), SOURCES_DIR_ENV, load_file, sql_database_source, SqlConfigError

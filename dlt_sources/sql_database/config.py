@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlt_sources.common.declared import read_declaration
+from dlt_sources.common.declared import OPERATIONS_KEYS, read_declaration, read_operations
 from dlt_sources.errors import SourceError
 from dlt_sources.rest.config import PLACEHOLDER_RE
+from dlt_sources.spec import FreshnessSla
 
-TOP_KEYS = frozenset({"credentials", "schema", "backend", "tables"})
+TOP_KEYS = frozenset({"credentials", "schema", "backend", "tables"}) | OPERATIONS_KEYS
 TABLE_KEYS = frozenset(
     {
         "name",
@@ -78,9 +79,15 @@ class DatabaseConfig:
     tables: tuple[TableConfig, ...]
     schema: str | None = None
     backend: str = "auto"
+    schedule: str | None = None
+    freshness: FreshnessSla | None = None
 
     def table(self, name: str) -> TableConfig:
         return next(table for table in self.tables if table.name == name)
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        return tuple(table.name for table in self.tables)
 
 
 def load_file(path: Path) -> DatabaseConfig:
@@ -114,6 +121,7 @@ def parse(raw: Any, path: Path) -> DatabaseConfig:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise SqlConfigError(f"{path}: table(s) listed twice: {', '.join(repeated)}")
+    schedule, freshness = read_operations(raw, path, SqlConfigError)
     return DatabaseConfig(
         name=path.stem,
         file=path,
@@ -121,6 +129,8 @@ def parse(raw: Any, path: Path) -> DatabaseConfig:
         tables=parsed,
         schema=schema,
         backend=backend,
+        schedule=schedule,
+        freshness=freshness,
     )
 
 

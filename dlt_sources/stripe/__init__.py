@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import dlt
@@ -22,13 +23,14 @@ from dlt.sources import DltResource
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
 from dlt_sources.common.rejects import MAX_STRING_BYTES, Quarantine
 from dlt_sources.errors import SourceError
+from dlt_sources.spec import FreshnessSla, SourceSpec
 
 from . import cursor as events_cursor
 from . import settings
 from .columns import COLUMNS, event_rows, to_arrow
 from .helpers import StripeClient
 
-__all__ = ["StripeClient", "stripe_source"]
+__all__ = ["SPEC", "StripeClient", "stripe_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +89,7 @@ def stripe_source(
             f"stripe source: `{settings.SCHEMA_POLICY_SETTING}` must be one of "
             f"{', '.join(settings.SCHEMA_POLICIES)}, got {schema_policy!r}."
         )
-    quarantines = {
-        name: Quarantine("stripe", bad_records, max_string_bytes) for name in (*settings.ENDPOINTS, "events")
-    }
+    quarantines = {name: Quarantine("stripe", bad_records, max_string_bytes) for name in settings.TABLES}
     # Fail fast on an empty key / malformed URL before any resource runs.
     StripeClient(api_key, base_url).close()
 
@@ -190,7 +190,7 @@ def stripe_source(
             yield rejected
         state["events_cursor"] = events_cursor.advance(cursor, applied, now)
 
-    quiet_expected_hint_warnings([*settings.ENDPOINTS, "events"])
+    quiet_expected_hint_warnings(settings.TABLES)
     contract = {"data_type": settings.SCHEMA_POLICIES[policy]}
     resources = [
         quarantines[endpoint].attach_to(
@@ -218,3 +218,12 @@ def stripe_source(
         )
     )
     return resources
+
+
+SPEC = SourceSpec(
+    name="stripe",
+    factory=stripe_source,
+    tables=settings.TABLES,
+    schedule="20 * * * *",
+    freshness=FreshnessSla(default=timedelta(hours=6)),
+)

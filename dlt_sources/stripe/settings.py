@@ -8,6 +8,9 @@ DEFAULT_BASE_URL = "https://api.stripe.com"
 ENDPOINTS: tuple[str, ...] = ("customers", "charges", "refunds", "invoices")
 """List endpoints loaded as resources (one table each, named like the endpoint)."""
 
+TABLES: tuple[str, ...] = (*ENDPOINTS, "events")
+"""Every table the source loads: the objects and the events feed that keeps them current."""
+
 OBJECTS: dict[str, str] = {
     "customers": "customer",
     "charges": "charge",

@@ -19,8 +19,9 @@ from typing import Any
 import dlt
 import pytest
 
-from flows.checks import ContractTarget, verify_contract
+from flows.checks import verify_contract
 from flows.config import CHECKS_DIR, ConfigError, environment, load_settings
+from flows.contract_target import ContractTarget
 from flows.elt import EltRunFailed, elt
 from flows.report import RunSummary
 from flows.transform import run_dbt_operation

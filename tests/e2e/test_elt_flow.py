@@ -24,12 +24,12 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFi
 from prefect.variables import Variable
 from typer.testing import CliRunner
 
+from dlt_sources.registry import SOURCES
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import FAILED, LOADED
 from flows.cli import app
 from flows.config import environment, load_settings
 from flows.elt import EltRunFailed, elt
-from flows.ingest import SOURCES
 from standins import (
     DEMO_GITHUB_TOKEN,
     DEMO_STRIPE_KEY,

@@ -16,10 +16,11 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from dlt_sources.registry import SOURCES
 from dlt_sources.sql_database import SOURCES_DIR_ENV, declared_databases
 from flows.backfill import backfill, chunks
 from flows.cli import app
-from flows.ingest import SOURCES, ingest_sources
+from flows.ingest import ingest_sources
 from tests.support.sql_database import INCREMENTAL_ITEMS, SOURCE, execute, write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

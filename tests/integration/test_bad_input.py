@@ -225,14 +225,18 @@ def _rest_run(module_dir: Path, name: str, mode: str) -> RestRun:
         patch.setenv("SOURCES__HELPDESK__MAX_STRING_BYTES", str(MAX_STRING))
         patch.setenv("SOURCES__HELPDESK__BAD_RECORDS", mode)
         pipe = pipeline(module_dir, f"rest_{name}", "raw_helpdesk")
-        pipe.run(declared_sources()["helpdesk"](), loader_file_format="parquet").raise_on_failed_jobs()
+        pipe.run(
+            declared_sources()["helpdesk"].factory(), loader_file_format="parquet"
+        ).raise_on_failed_jobs()
         db = module_dir / f"rest_{name}.duckdb"
         first = query(db, "select id, subject, created_at from raw_helpdesk.tickets order by id")
         for index, (_, fields) in enumerate(REST_CASES):
             store.upsert_raw(LATER, 10_000 + index, _ticket_json(**fields))
         store.upsert_raw(LATER, 4242, _ticket_json(id=4242, subject="valid, same batch"))
         try:
-            pipe.run(declared_sources()["helpdesk"](), loader_file_format="parquet").raise_on_failed_jobs()
+            pipe.run(
+                declared_sources()["helpdesk"].factory(), loader_file_format="parquet"
+            ).raise_on_failed_jobs()
         except Exception as exc:  # the fail mode's outcome, asserted by its test
             return RestRun(db, first, exc)
     return RestRun(db, first)

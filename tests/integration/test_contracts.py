@@ -15,15 +15,13 @@ import pytest
 
 from flows.checks import (
     CHECKS_DIR,
-    CheckRecord,
-    ContractResult,
     ContractsFailed,
-    Outcome,
     contract_paths,
     run_contracts,
     verify_contract,
     verify_contracts,
 )
+from flows.results import CheckRecord, ContractResult, Outcome
 
 DATASOURCE: Path = CHECKS_DIR / "datasources" / "duckdb.yml"
 DLT = "_dlt_load_id varchar, _dlt_id varchar"
@@ -181,7 +179,7 @@ def all_contracts() -> list[Path]:
 
 def test_every_source_and_mart_has_its_contracts() -> None:
     """One contract folder per registered source, one contract per mart model."""
-    from flows.ingest import SOURCES
+    from dlt_sources.registry import SOURCES
 
     for source in SOURCES:
         assert contract_paths("raw", sources=[source]), f"no contracts in checks/raw/{source}/"
@@ -332,7 +330,7 @@ def test_typo_in_check_type_fails_even_without_schema_validation(
 ) -> None:
     """Second line of defence: Soda's own ERROR status (it runs no checks at all) fails too."""
     make_warehouse()
-    monkeypatch.setattr("flows.checks._contract_schema_errors", lambda doc: [])
+    monkeypatch.setattr("flows.checks.contract_schema_errors", lambda doc: [])
     result = verify_contract(write_contract(tmp_path, TYPO_CHECK_TYPE), DATASOURCE)
 
     assert not result.passed

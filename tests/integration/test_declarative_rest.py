@@ -19,8 +19,9 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from dlt_sources.common.http import ApiAuthError
+from dlt_sources.registry import SOURCES
 from dlt_sources.rest import declared_sources
-from flows.ingest import SOURCES, source_error_in
+from flows.ingest import source_error_in
 from standins.rest_api import T0, TicketStore, iso, serve_tickets, ticket
 
 TOKEN = "helpdesk-token-1234"
@@ -90,7 +91,7 @@ def pipeline(tmp_path: Path) -> dlt.Pipeline:
 
 
 def run(p: dlt.Pipeline) -> int:
-    p.run(declared_sources()["helpdesk"](), loader_file_format="parquet").raise_on_failed_jobs()
+    p.run(declared_sources()["helpdesk"].factory(), loader_file_format="parquet").raise_on_failed_jobs()
     return p.last_trace.last_normalize_info.row_counts.get("tickets", 0)
 
 
@@ -156,7 +157,7 @@ def test_rejected_token_fails_naming_the_setting(api: str, tmp_path: Path, monke
 def test_missing_secret_names_the_environment_variable(api: str, monkeypatch) -> None:
     monkeypatch.delenv("SOURCES__HELPDESK__TOKEN")
     with pytest.raises(Exception, match="SOURCES__HELPDESK__TOKEN"):
-        declared_sources()["helpdesk"]()
+        declared_sources()["helpdesk"].factory()
 
 
 def test_the_flows_registry_includes_the_shipped_yaml() -> None:

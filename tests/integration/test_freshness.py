@@ -19,7 +19,8 @@ from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import last_successful_loads
 from flows.config import ConfigError, load_settings
 from flows.freshness import freshness, parse_duration
-from flows.ingest import IngestResult, ingest_sources
+from flows.ingest import ingest_sources
+from flows.results import IngestResult
 from standins.stripe_api import StripeStore, serve_stripe
 from tests.support.receivers import Received, webhook_receiver
 from tests.support.stripe import API_KEY, seed

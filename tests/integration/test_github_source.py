@@ -346,8 +346,9 @@ def test_raw_contracts_and_staging_models_pass_on_a_real_load(
     """The Soda contracts and dbt staging models match what the source really writes."""
     from dbt.cli.main import dbtRunner
 
-    from flows.checks import CHECKS_DIR, Outcome, contract_paths, verify_contracts
+    from flows.checks import CHECKS_DIR, contract_paths, verify_contracts
     from flows.config import TRANSFORM_DIR
+    from flows.results import Outcome
     from flows.transform import release_duckdb_connection
 
     run(make_pipeline("github_contracts"), source(base_url))

@@ -29,8 +29,9 @@ import pytest
 from dlt_sources.common.http import ApiError
 from flows.config import Settings, load_settings
 from flows.elt import EltRunFailed
-from flows.ingest import IngestFailed, IngestResult, is_transient, run_source
+from flows.ingest import IngestFailed, is_transient, run_source
 from flows.ingest_source import ingest_source
+from flows.results import IngestResult
 from standins.stripe_api import StripeStore, serve_stripe
 from tests.support.duckdb import query
 from tests.support.stripe import (

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dlt
 import duckdb
 import pytest
 
-from flows.checks import CHECKS_DIR, Outcome, verify_contract
+from flows.checks import CHECKS_DIR, verify_contract
 from flows.config import load_settings
+from flows.pipelines import source_pipeline
+from flows.results import Outcome
 from flows.scaffold import ScaffoldError, scaffold_contract
 from flows.transform import run_dbt_build
 from tests.support.raw_tables import RAW_SQL
@@ -28,12 +29,7 @@ def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dbt_workspace: Pa
 
 def test_raw_table_contract_comes_from_the_dlt_schema(warehouse: Path, tmp_path: Path) -> None:
     settings = load_settings()
-    pipeline = dlt.pipeline(
-        pipeline_name="elt_crm",
-        destination=settings.dlt_destination(),
-        dataset_name="raw_crm",
-        pipelines_dir=str(settings.pipelines_dir),
-    )
+    pipeline = source_pipeline("crm", settings)
     rows = [{"id": 1, "name": "a", "score": 1.5}, {"id": 2, "name": "b", "score": None}]
     pipeline.run(rows, table_name="accounts", primary_key="id", write_disposition="merge")
     # a fresh worker: the schema comes back from the warehouse

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from dlt_sources.postgres_cdc import SlotLost
 from flows.cli import app
-from flows.config import Settings, Warehouse, environment
+from flows.config import Settings, environment
 from flows.ingest import run_source
+from flows.warehouses import warehouse_named
 from standins import dataset, shop_db
 from tests.support.postgres import Database
 
@@ -39,7 +40,7 @@ def shop(postgres_database: Database) -> Database:
 def settings(shop: Database, db_path) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
     replication = shop.dsn(user=shop_db.REPLICATION_ROLE)
     with environment({"SOURCES__SHOP__CREDENTIALS": replication, "ELT_DUCKDB_PATH": str(db_path)}):
-        yield Settings(warehouse=Warehouse.DUCKDB, duckdb_path=db_path, dbt_schema="analytics")
+        yield Settings(warehouse=warehouse_named("duckdb"), duckdb_path=db_path, dbt_schema="analytics")
 
 
 def elt_cdc(*args: str) -> str:

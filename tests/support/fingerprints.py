@@ -41,7 +41,7 @@ def mart_fingerprints(settings: Settings, workdir: Path) -> dict[str, tuple[int,
         pipeline_name="elt_fingerprints",
         destination=settings.dlt_destination(),
         dataset_name=f"{settings.dbt_schema}_marts",
-        pipelines_dir=str(workdir / f"fingerprints-{settings.warehouse.value}"),
+        pipelines_dir=str(workdir / f"fingerprints-{settings.warehouse.name}"),
     )
     fingerprints = {}
     with pipeline.sql_client() as client:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dlt_sources.errors import SourceError
 from flows.cli import app
-from flows.config import ConfigError, Warehouse, load_settings
+from flows.config import ConfigError, load_settings
 
 SECRET = "pa55-w0rd-never-printed"
 
@@ -24,7 +24,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_duckdb_is_the_default_and_everything_follows(tmp_path: Path) -> None:
     settings = load_settings()
-    assert settings.warehouse is Warehouse.DUCKDB
+    assert settings.warehouse.name == "duckdb"
     assert settings.duckdb_path.name == "warehouse.duckdb"
     env = settings.tool_environment()
     assert env["ELT_DBT_TARGET"] == "duckdb"
@@ -37,7 +37,7 @@ def test_environment_picks_the_warehouse(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("ELT_WAREHOUSE", "DuckDB")
     monkeypatch.setenv("ELT_DUCKDB_PATH", str(tmp_path / "other.duckdb"))
     settings = load_settings()
-    assert settings.warehouse is Warehouse.DUCKDB
+    assert settings.warehouse.name == "duckdb"
     assert settings.duckdb_path == tmp_path / "other.duckdb"
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.checks import ContractTarget
 from flows.config import ConfigError, load_settings
+from flows.contract_target import ContractTarget
 
 RAW_CONTRACT = {
     "dataset": "warehouse/raw_shop/orders",

@@ -1,4 +1,4 @@
-"""Snowflake settings resolved once in flows/config.py and handed to dbt and Soda.
+"""Snowflake settings resolved once in flows/warehouses/snowflake.py and handed to dbt and Soda.
 
 No warehouse needed: these check what the tools would be given, and that secrets stay out
 of every message.

@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from flows.transform import (
-    DbtBuildError,
-    DbtBuildSummary,
-    NodeResult,
-    load_run_results,
-    summarize_run_results,
-)
+from flows.results import DbtBuildSummary, NodeResult
+from flows.transform import DbtBuildError, load_run_results, summarize_run_results
 
 
 def _result(unique_id: str, status: str, seconds: float, message: str | None = None) -> dict[str, Any]:

@@ -26,13 +26,14 @@ CLIENT_SETTINGS: dict[str, str] = {
     # dlt sends a job's statements joined by ';' when the destination supports multiple
     # statements; the emulator parses one statement per request: "SchemaUpdateTransientError:
     # dlt cannot update tables [...] Cause: 001003 (42000): Parser Error: syntax error at or
-    # near "CREATE"" (flows/config.py reads this as dlt's supports_multiple_statements).
+    # near "CREATE"" (flows/warehouses/snowflake.py reads this as dlt's
+    # supports_multiple_statements).
     "ELT_SNOWFLAKE_MULTIPLE_STATEMENTS": "false",
     # dbt retries a failed login once by default; against a local emulator a failure is final.
     "ELT_SNOWFLAKE_CONNECT_RETRIES": "0",
 }
-# Connector timeouts, as options of dlt's connection string (flows/config.py hands the same
-# values to dbt and Soda). A statement the emulator can't run used to be an HTTP 500 that
+# Connector timeouts, as options of dlt's connection string (flows/warehouses/snowflake.py
+# hands the same values to dbt and Soda). A statement the emulator can't run used to be an HTTP 500 that
 # the connector retried for minutes; _rewrite_statements_and_errors answers it as a SQL
 # error now, and these bound whatever else might hang (an unreachable host, a stuck server).
 LOGIN_TIMEOUT_S = 10

@@ -1,0 +1,134 @@
+"""What every warehouse plug-in provides: the one interface the flows talk to.
+
+Why: the dlt destination, the dbt target, the Soda data source, the contracts' spelling
+and the SQL that differs per warehouse must all follow from one setting, ``ELT_WAREHOUSE``.
+Each warehouse answers these questions in its own module (``duckdb.py``, ``snowflake.py``,
+``bigquery.py``); no other module asks which warehouse it is talking to.
+
+Members take the resolved ``Settings`` (where the credentials and the DuckDB path live)
+rather than holding state: one plug-in object serves every environment.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from flows.config import ConfigError, Settings
+
+# dlt's load file format unless a warehouse says otherwise: fast to write and to load.
+LOADER_FILE_FORMAT = "parquet"
+
+ColumnType = tuple[str | None, int | None, int | None]  # data type, numeric precision, scale
+
+
+class PublishStrategy(StrEnum):
+    """How ``transform/macros/publish_marts.sql`` makes the audited marts visible to consumers."""
+
+    # one transaction replaces every published table: readers see all old or all new
+    TRANSACTION = "transaction"
+    # a zero-copy clone of the audit schema swapped in by one atomic statement
+    SCHEMA_SWAP = "schema swap"
+    # each table replaced by its own atomic copy: for a few seconds some marts are new, some old
+    TABLE_COPY = "per-table copy"
+
+
+@dataclass(frozen=True)
+class ContractDialect:
+    """How a warehouse reads back what a contract declares.
+
+    Contracts are written once, naming types as DuckDB does; Soda compares them with what
+    the warehouse reports, so each warehouse says how its answers differ.
+    """
+
+    # the contract's type (lower case) → the warehouse's, where Soda's own synonyms fall short
+    data_types: Mapping[str, str] = field(default_factory=dict)
+    # the warehouse stores unquoted names in upper case and Soda quotes names as written
+    upper_case_names: bool = False
+    # column properties the warehouse's Soda dialect cannot read back; dropped before Soda runs
+    unchecked_column_keys: tuple[str, ...] = ()
+
+
+class Warehouse(ABC):
+    """One warehouse: how each tool reaches it and the SQL that differs on it."""
+
+    # the value of ELT_WAREHOUSE, the dbt target, the Soda data source file's stem
+    name: ClassVar[str]
+    # dlt's load file format for the raw tables
+    loader_file_format: ClassVar[str] = LOADER_FILE_FORMAT
+    # how contracts are rendered before Soda reads them (flows/contract_target.py)
+    dialect: ClassVar[ContractDialect] = ContractDialect()
+    # asset-aware runs and the README: what consumers may see while marts are published
+    publish_strategy: ClassVar[PublishStrategy]
+    # deployments: False limits the work pool to one run at a time (flows/deploy.py)
+    takes_concurrent_writers: ClassVar[bool] = True
+    # smoke-cloud runs the demo on each cloud warehouse whose credentials are set
+    in_the_cloud: ClassVar[bool] = True
+
+    def __repr__(self) -> str:
+        return f"<warehouse {self.name}>"
+
+    def resolve_credentials(self) -> Any:
+        """Credentials through dlt's config providers (environment, ``.dlt/secrets.toml``,
+        Prefect Secret blocks), checked now so a wrong one fails before any tool starts."""
+        return None
+
+    @abstractmethod
+    def dlt_destination(self, settings: Settings) -> Any:
+        """The dlt destination every pipeline of a run loads into."""
+
+    @abstractmethod
+    def tool_environment(self, settings: Settings) -> dict[str, str]:
+        """What ``transform/profiles.yml`` and this warehouse's Soda data source read from the
+        environment: the one set of credentials, handed on, never copied into a file."""
+
+    def catalog(self, settings: Settings) -> str | None:
+        """What goes in front of schema names in a contract: Snowflake database, BigQuery project."""
+        return None
+
+    def soda_datasource(self, settings: Settings) -> str:
+        """The stem of the Soda data source file in ``checks/datasources/`` for these credentials."""
+        return self.name
+
+    def login_error(self, settings: Settings, exc: BaseException) -> ConfigError | None:
+        """A refused login or unreachable endpoint in ``exc``'s cause chain, as a ConfigError
+        naming the setting to fix (never its value); None for any other failure.
+
+        Why: dlt wraps the connector's error several levels deep in words that do not say
+        which setting is wrong, and a settings error is never worth a retry.
+        """
+        return None
+
+    def column_types(self, settings: Settings, schema: str, table: str) -> dict[str, ColumnType]:
+        """Column types of a built table, for ``elt contracts scaffold``; empty when unknown."""
+        return {}
+
+    @abstractmethod
+    def drop_schema_sql(self, settings: Settings, schema: str) -> str:
+        """CI cleanup: the statement that drops a schema and everything in it, quoted as this
+        warehouse needs."""
+
+    @abstractmethod
+    def lineage_namespace(self, settings: Settings) -> str:
+        """Lineage: the OpenLineage dataset namespace (the data source) the tables live in."""
+
+    def grant_select_sql(self, settings: Settings, schema: str, grantee: str) -> tuple[str, ...] | None:
+        """Privacy: statements letting ``grantee`` read every table of ``schema``; None when the
+        warehouse has no roles to grant to."""
+        return None
+
+    def mask_column_sql(
+        self, settings: Settings, schema: str, table: str, column: str, policy: str
+    ) -> str | None:
+        """Privacy: the statement applying masking ``policy`` to a column; None when the
+        warehouse masks no columns in SQL."""
+        return None
+
+
+def double_quoted(identifier: str) -> str:
+    """An identifier in standard SQL quotes (DuckDB, Snowflake): ``"name"``, inner quotes doubled."""
+    return '"' + identifier.replace('"', '""') + '"'

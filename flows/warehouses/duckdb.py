@@ -1,0 +1,60 @@
+"""DuckDB: the default warehouse, one file on this machine (``ELT_DUCKDB_PATH``).
+
+No credentials, no roles, no masking; one process writes the file at a time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flows.warehouses.base import ColumnType, PublishStrategy, Warehouse, double_quoted
+
+if TYPE_CHECKING:
+    from flows.config import Settings
+
+
+class DuckDB(Warehouse):
+    name: ClassVar[str] = "duckdb"
+    publish_strategy: ClassVar[PublishStrategy] = PublishStrategy.TRANSACTION
+    # the file takes one writer process at a time: a second run waits on its lock
+    takes_concurrent_writers: ClassVar[bool] = False
+    in_the_cloud: ClassVar[bool] = False
+
+    def dlt_destination(self, settings: Settings) -> Any:
+        import dlt
+
+        return dlt.destinations.duckdb(str(settings.duckdb_path))
+
+    def tool_environment(self, settings: Settings) -> dict[str, str]:
+        return {"ELT_DUCKDB_PATH": str(settings.duckdb_path)}
+
+    def column_types(self, settings: Settings, schema: str, table: str) -> dict[str, ColumnType]:
+        """Read from the file's information_schema; empty when the file or table does not exist."""
+        import duckdb
+
+        if not settings.duckdb_path.exists():
+            return {}
+        with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+            rows = con.execute(
+                "select column_name, lower(data_type), numeric_precision, numeric_scale"
+                " from information_schema.columns where table_schema = ? and table_name = ?"
+                " order by ordinal_position",
+                [schema, table],
+            ).fetchall()
+        types: dict[str, ColumnType] = {}
+        for column, data_type, precision, scale in rows:
+            if data_type.startswith("decimal"):
+                types[column] = ("decimal", precision, scale)
+            else:
+                types[column] = (data_type, None, None)
+        return types
+
+    def drop_schema_sql(self, settings: Settings, schema: str) -> str:
+        return f"drop schema if exists {double_quoted(schema)} cascade"
+
+    def lineage_namespace(self, settings: Settings) -> str:
+        """``duckdb://<absolute path of the file>``: two files are two data sources."""
+        return f"duckdb://{settings.duckdb_path}"
+
+    # grant_select_sql and mask_column_sql stay None: DuckDB has no roles and no column
+    # masking; whoever can open the file reads everything in it.
