@@ -16,16 +16,16 @@ from __future__ import annotations
 import getpass
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
+from flows.errors import ConfigError
 from flows.secrets import use_prefect_secret_blocks
-
-if TYPE_CHECKING:
-    from flows.warehouses import Warehouse
+from flows.setting_values import float_setting, int_setting
+from flows.warehouses import DEFAULT_WAREHOUSE, Warehouse, warehouse_named
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 TRANSFORM_DIR = PROJECT_DIR / "transform"
@@ -50,13 +50,6 @@ DLT_DEFAULTS = {
     # other PII, the PII salt) would pile up on disk. The warehouse holds them; drop the copies.
     "LOAD__DELETE_COMPLETED_JOBS": "true",
 }
-
-
-N = TypeVar("N", int, float)
-
-
-class ConfigError(Exception):
-    """A setting is missing or wrong; the message names the setting, never a secret."""
 
 
 def data_dir() -> Path:
@@ -153,7 +146,6 @@ def load_settings(warehouse: str | None = None) -> Settings:
     apply_runtime_environment()
     use_prefect_secret_blocks()
     # imported here: the warehouse modules import ConfigError and the setting helpers from this one
-    from flows.warehouses import DEFAULT_WAREHOUSE, warehouse_named
 
     chosen = warehouse_named(warehouse or os.environ.get("ELT_WAREHOUSE") or DEFAULT_WAREHOUSE)
     duckdb_path = Path(os.environ.get("ELT_DUCKDB_PATH") or data_dir() / "warehouse.duckdb").resolve()
@@ -162,8 +154,8 @@ def load_settings(warehouse: str | None = None) -> Settings:
         warehouse=chosen,
         duckdb_path=duckdb_path,
         dbt_schema=prefix + os.environ.get("ELT_DBT_SCHEMA", "analytics"),
-        ingest_retries=_int_setting("ELT_INGEST_RETRIES", 2),
-        retry_delay_s=_float_setting("ELT_RETRY_DELAY_SECONDS", 10.0),
+        ingest_retries=int_setting("ELT_INGEST_RETRIES", 2),
+        retry_delay_s=float_setting("ELT_RETRY_DELAY_SECONDS", 10.0),
         credentials=chosen.resolve_credentials(),
         schema_prefix=prefix,
     )
@@ -202,47 +194,7 @@ def flow_retries() -> int:
     A retry re-ingests (already loaded rows are not loaded again) and re-runs only the
     dbt nodes that failed and their children; read when flows/elt.py is imported.
     """
-    return _int_setting("ELT_FLOW_RETRIES", 0)
-
-
-def _float_setting(name: str, default: float) -> float:
-    return _number_setting(name, default, float, "a number")
-
-
-def _int_setting(name: str, default: int) -> int:
-    return _number_setting(name, default, int, "a whole number")
-
-
-def _number_setting(name: str, default: N, parse: Callable[[str], N], kind: str) -> N:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return parse(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not {kind}") from None
-
-
-def bool_setting(name: str, default: bool) -> bool:
-    """A true/false setting (1/0, yes/no, on/off too); unset or empty: ``default``."""
-    raw = (os.environ.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={raw!r} is not true or false")
-
-
-def cause_chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and its causes; dlt keeps the wrapped error in ``.exception``."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
-    return chain
+    return int_setting("ELT_FLOW_RETRIES", 0)
 
 
 @contextmanager

@@ -35,7 +35,8 @@ from dlt_sources.common.packages import discard_committed_extracts, forget_state
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.registry import SOURCES, cdc_sources
 from flows.audit import FAILED, LOADED, LoadRecord, now, record
-from flows.config import ConfigError, Settings, cause_chain, schema_prefix
+from flows.config import ConfigError, Settings, schema_prefix
+from flows.errors import cause_chain
 from flows.pipelines import raw_dataset, source_pipeline
 from flows.redact import first_line
 from flows.results import IngestResult

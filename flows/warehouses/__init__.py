@@ -6,7 +6,7 @@ Adding a warehouse is adding its module here and one line to ``WAREHOUSES``; the
 
 from __future__ import annotations
 
-from flows.config import ConfigError
+from flows.errors import ConfigError
 from flows.warehouses.base import Warehouse
 from flows.warehouses.bigquery import BigQuery
 from flows.warehouses.duckdb import DuckDB

@@ -18,7 +18,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from flows.config import ConfigError, Settings
+    from flows.config import Settings
+    from flows.errors import ConfigError
 
 # dlt's load file format unless a warehouse says otherwise: fast to write and to load.
 LOADER_FILE_FORMAT = "parquet"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flows.config import ConfigError
+from flows.errors import ConfigError
 from flows.redact import first_line
 from flows.warehouses.base import ContractDialect, PublishStrategy, Warehouse
 

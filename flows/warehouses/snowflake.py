@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flows.config import ConfigError, bool_setting, cause_chain
+from flows.errors import ConfigError, cause_chain
+from flows.setting_values import bool_setting
 from flows.warehouses.base import ContractDialect, PublishStrategy, Warehouse, double_quoted
 
 if TYPE_CHECKING:
