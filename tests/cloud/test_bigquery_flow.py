@@ -4,7 +4,8 @@ dlt's bigquery destination, dbt-bigquery and soda-bigquery talk to bqemulator ov
 (tests/emulators/bigquery_server.py), with the very settings a production run reads; the
 emulator's gaps are patched in tests/emulators/bigquery/shims.py, never in the product.
 The runs build on each other (first load → unchanged re-run on a fresh worker → source
-changes), so they share one module-scoped set-up. Then misconfigurations: each must fail
+changes); the first run is the session's (tests/support/first_runs.py), which the
+cross-warehouse agreement reads too. Then misconfigurations: each must fail
 in seconds, name the setting, and never show the secret.
 """
 
@@ -16,14 +17,15 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from emulators.bigquery_server import PROJECT, TOKEN, BigQueryEmulator, bigquery_emulator
 
-from flows.config import ConfigError, environment, load_settings
+from flows.config import ConfigError, load_settings
 from flows.elt import elt
-from standins import DemoSources, demo_sources
+from standins import DemoSources
+from tests.emulators.bigquery_server import PROJECT, TOKEN, BigQueryEmulator
+from tests.support import first_runs
+from tests.support.bigquery import query
 from tests.support.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
@@ -31,43 +33,29 @@ from tests.support.demo_tables import (
     expected_change_rows,
     rows_loaded,
 )
+from tests.support.first_runs import BigQueryFirstRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bigquery, pytest.mark.timeout(600)]
 
-N_ORDERS = 200
+N_ORDERS = first_runs.N_ORDERS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared(bigquery_first_run: BigQueryFirstRun) -> Iterator[BigQueryFirstRun]:
+    """The session's first run on the emulator (tests/support/first_runs.py), its settings applied."""
+    with bigquery_first_run.settings_applied():
+        yield bigquery_first_run
 
 
 @pytest.fixture(scope="module")
-def emulator(module_dir: Path) -> Iterator[BigQueryEmulator]:
-    with bigquery_emulator(module_dir / "bigquery") as running:
-        yield running
+def emulator(shared: BigQueryFirstRun) -> BigQueryEmulator:
+    assert shared.emulator is not None
+    return shared.emulator
 
 
 @pytest.fixture(scope="module")
-def sources(module_dir: Path, emulator: BigQueryEmulator) -> Iterator[DemoSources]:
-    workdir = module_dir / "e2e"
-    with (
-        demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo,
-        environment(demo.environment() | emulator.client_environment()),
-    ):
-        yield demo
-
-
-def bq_client() -> Any:
-    """A google-cloud-bigquery client built from the same settings the flow uses."""
-    from google.cloud import bigquery
-
-    creds = load_settings().credentials
-    return bigquery.Client(
-        project=creds.project_id,
-        credentials=creds.google_credentials,
-        location=creds.location,
-        client_options={"api_endpoint": creds.api_endpoint} if creds.api_endpoint else None,
-    )
-
-
-def query(sql: str) -> list[tuple]:
-    return [tuple(row.values()) for row in bq_client().query_and_wait(sql, api_timeout=30, wait_timeout=30)]
+def sources(shared: BigQueryFirstRun) -> DemoSources:
+    return shared.sources
 
 
 def counts() -> dict[str, int]:
@@ -75,12 +63,8 @@ def counts() -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def first_run(sources: DemoSources, prefect_harness: None) -> dict[str, int]:
-    started = time.perf_counter()
-    summary = elt()
-    assert summary.ok, summary.error
-    print(f"first BigQuery run: {time.perf_counter() - started:.1f}s")
-    return counts()
+def first_run(shared: BigQueryFirstRun) -> dict[str, int]:
+    return shared.counts
 
 
 def test_first_run_loads_raw_and_builds_marts(first_run: dict[str, int]) -> None:

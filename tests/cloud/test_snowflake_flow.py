@@ -3,14 +3,14 @@
 dlt's snowflake destination, dbt-snowflake and soda-snowflake all talk to fakesnow's
 HTTP server on 127.0.0.1 (tests/emulators/snowflake), exactly as they would talk to
 Snowflake: only the endpoint and a few generic settings differ. The runs build on each
-other (first load → unchanged re-run → source changes), so they share one module-scoped
-set-up; the misconfiguration tests each fail one setting and must fail fast, naming it.
+other (first load → unchanged re-run → source changes); the first run is the session's
+(tests/support/first_runs.py), which the cross-warehouse agreement reads too. The
+misconfiguration tests each fail one setting and must fail fast, naming it.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +25,10 @@ from flows.contract_target import ContractTarget
 from flows.elt import EltRunFailed, elt
 from flows.report import RunSummary
 from flows.transform import run_dbt_operation
-from standins import DemoSources, demo_sources
-from tests.emulators.snowflake import FakeSnowflake, running_fakesnow
+from standins import DemoSources
+from tests.emulators.snowflake import FakeSnowflake
+from tests.support import first_runs
+from tests.support import snowflake as snowflake_queries
 from tests.support.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
@@ -35,84 +37,54 @@ from tests.support.demo_tables import (
     expected_change_rows,
     rows_loaded,
 )
+from tests.support.first_runs import SnowflakeFirstRun
+from tests.support.snowflake import PASSPHRASE, PASSWORD
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.snowflake,
-    pytest.mark.usefixtures("prefect_harness"),
     pytest.mark.timeout(600),
 ]
 
-N_ORDERS = 200
-PASSWORD = "s3cret-emulator-password"
-PASSPHRASE = "key-passphrase-2718"
+N_ORDERS = first_runs.N_ORDERS
 
 
-# Under the session's own folder, not pytest's numbered tmp dirs: other pytest sessions on
-# the machine prune those while this module's Postgres and emulator still use them.
-@pytest.fixture(scope="module")
-def workdir(session_dir: Path) -> Path:
-    return Path(tempfile.mkdtemp(prefix="snowflake-e2e-", dir=session_dir))
-
-
-@pytest.fixture(scope="module")
-def key_pair(workdir: Path) -> tuple[Path, Path]:
-    """An RSA key pair as Snowflake users have one: private key PEM encrypted with a passphrase."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = workdir / "rsa_key.p8", workdir / "rsa_key.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(PASSPHRASE.encode()),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+@pytest.fixture(scope="module", autouse=True)
+def shared(snowflake_first_run: SnowflakeFirstRun) -> Iterator[SnowflakeFirstRun]:
+    """The session's first run on the emulator (tests/support/first_runs.py), its settings applied."""
+    with snowflake_first_run.settings_applied():
+        yield snowflake_first_run
 
 
 @pytest.fixture(scope="module")
-def snowflake(workdir: Path, key_pair: tuple[Path, Path]) -> Iterator[FakeSnowflake]:
-    with running_fakesnow(workdir / "fakesnow", password=PASSWORD, public_key_file=key_pair[1]) as server:
-        yield server
+def snowflake(shared: SnowflakeFirstRun) -> FakeSnowflake:
+    assert shared.server is not None
+    return shared.server
 
 
 @pytest.fixture(scope="module")
-def sources(workdir: Path, snowflake: FakeSnowflake) -> Iterator[DemoSources]:
-    with (
-        demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo,
-        environment(demo.environment() | snowflake.environment()),
-    ):
-        yield demo
+def key_pair(shared: SnowflakeFirstRun) -> tuple[Path, Path]:
+    assert shared.key_pair is not None
+    return shared.key_pair
+
+
+@pytest.fixture(scope="module")
+def workdir(shared: SnowflakeFirstRun) -> Path:
+    return shared.workdir
+
+
+@pytest.fixture(scope="module")
+def sources(shared: SnowflakeFirstRun) -> DemoSources:
+    return shared.sources
+
+
+@pytest.fixture(scope="module")
+def first_run(shared: SnowflakeFirstRun) -> dict[str, int]:
+    return shared.counts
 
 
 def query(server: FakeSnowflake, sql: str) -> list[tuple[Any, ...]]:
-    """Read the warehouse as any Snowflake client would (short timeouts: the emulator is local)."""
-    import snowflake.connector
-
-    with (
-        snowflake.connector.connect(
-            account=server.account,
-            user=server.user,
-            password=server.password,
-            database=server.database,
-            host=server.host,
-            port=server.port,
-            protocol="http",
-            login_timeout=10,
-            network_timeout=30,
-        ) as connection,
-        connection.cursor() as cursor,
-    ):
-        cursor.execute(sql)
-        return list(cursor.fetchall())
+    return snowflake_queries.query(server, sql)
 
 
 def counts(server: FakeSnowflake) -> dict[str, int]:
@@ -127,12 +99,6 @@ def run_elt(snowflake: FakeSnowflake) -> RunSummary:
         pytest.fail(f"{exc.summary.error}\n--- first failed statements ---\n{snowflake.first_errors()}")
     assert summary.ok, summary.error
     return summary
-
-
-@pytest.fixture(scope="module")
-def first_run(sources: DemoSources, snowflake: FakeSnowflake) -> dict[str, int]:
-    run_elt(snowflake)
-    return counts(snowflake)
 
 
 def test_first_run_loads_raw_gates_builds_and_publishes(

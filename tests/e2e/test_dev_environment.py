@@ -1,46 +1,29 @@
 """A developer's environment (``ELT_ENV=dev``) runs the whole flow beside production, for real:
 every dataset and schema it writes carries its prefix, the contracts follow, and it
-replicates the shop through its own CDC slot, never production's."""
+replicates the shop through its own CDC slot, never production's. The run is the session's
+(tests/support/first_runs.py): its marts are DuckDB's side of the cross-warehouse agreement."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import psycopg2
 import pytest
 
-from flows.config import environment
-from flows.elt import elt
 from flows.report import RunSummary
-from standins import demo_sources
+from tests.support.first_runs import DEV_PREFIX, N_ORDERS, FirstRun
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
+pytestmark = [pytest.mark.e2e]
 
-N_ORDERS = 300
-PREFIX = "dev_ci_"
+PREFIX = DEV_PREFIX
 
 
 @pytest.fixture(scope="module")
-def dev_run(module_dir: Path) -> Iterator[tuple[RunSummary, str, Path]]:
-    workdir = module_dir
-    saved = dict(os.environ)  # the flow exports the names it derived: keep them out of other tests
-    for derived in ("ELT_SCHEMA_PREFIX", "SOURCES__SHOP__SLOT_NAME"):
-        os.environ.pop(derived, None)
-    warehouse = workdir / "warehouse.duckdb"
-    settings = {"ELT_ENV": "dev", "ELT_DEVELOPER": "CI", "ELT_DUCKDB_PATH": str(warehouse)}
-    try:
-        with (
-            demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo,
-            environment(demo.environment() | settings),
-        ):
-            summary = elt()
-            yield summary, demo.shop_admin_dsn, warehouse
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+def dev_run(duckdb_dev_first_run: FirstRun) -> tuple[RunSummary, str, Path]:
+    """The session's developer-environment run (tests/support/first_runs.py)."""
+    run = duckdb_dev_first_run
+    return run.summary, run.sources.shop_admin_dsn, Path(run.settings["ELT_DUCKDB_PATH"])
 
 
 def test_every_schema_the_run_wrote_carries_the_prefix(dev_run: tuple[RunSummary, str, Path]) -> None:

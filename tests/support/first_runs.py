@@ -1,0 +1,176 @@
+"""The demo's first run on each warehouse, made once per session and shared.
+
+Why: the first run (load everything → gate → build → publish) is the slowest step of an
+end-to-end module, and two modules need each one: the warehouse's own (which goes on to
+the unchanged re-run, the source changes, the misconfigurations) and the cross-warehouse
+agreement (tests/cloud/test_marts_agree.py, which compares the published marts). The same
+data (``N_ORDERS``) and the same PII salt go into every warehouse, or no hashed value
+could match. DuckDB's side is the developer-environment run (tests/e2e/test_dev_environment.py),
+so the agreement also shows that a prefixed environment builds production's marts.
+
+A first run keeps its stand-ins and its warehouse up until the session ends; its settings
+(and dbt's target folder, its own) apply only inside ``FirstRun.settings_applied()``.
+
+A pytest plugin (registered in ``tests/conftest.py``): ``snowflake_first_run``,
+``bigquery_first_run``, ``duckdb_dev_first_run``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.config import load_settings
+from flows.elt import EltRunFailed, elt
+from flows.report import RunSummary
+from standins import DemoSources, demo_sources
+from tests.emulators.bigquery_server import BigQueryEmulator, bigquery_emulator
+from tests.emulators.snowflake import FakeSnowflake, running_fakesnow
+from tests.support import bigquery, snowflake
+from tests.support.demo_tables import COUNTED_TABLES
+from tests.support.fingerprints import mart_fingerprints
+
+N_ORDERS = 200
+# the marts hash personal data with the salt: the same salt everywhere, or no hash would match
+PII_SALT = "the-same-salt-in-every-warehouse"
+# the developer environment whose run is DuckDB's side of the agreement
+DEV_SETTINGS = {"ELT_ENV": "dev", "ELT_DEVELOPER": "CI"}
+DEV_PREFIX = "dev_ci_"
+
+Query = Callable[[str], list[tuple[Any, ...]]]
+
+
+@dataclass
+class FirstRun:
+    """A warehouse after the demo's first run, and what it held right after."""
+
+    sources: DemoSources
+    settings: dict[str, str]
+    workdir: Path
+    summary: RunSummary
+    # rows per counted table (tests/support/demo_tables.py); empty for a prefixed environment
+    counts: dict[str, int] = field(default_factory=dict)
+    # rows and checksum of every published mart
+    marts: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @contextmanager
+    def settings_applied(self) -> Iterator[None]:
+        """This warehouse's settings for a module's tests; every variable is restored after,
+        including those the flow exports while it runs (the dbt and Soda settings)."""
+        with _only(self.settings):
+            yield
+
+
+@contextmanager
+def _only(settings: dict[str, str]) -> Iterator[None]:
+    """``settings`` applied, and no name another warehouse's run derived and exported
+    (the environment prefix, the CDC slot); the whole environment is restored after."""
+    saved = dict(os.environ)
+    for derived in ("ELT_SCHEMA_PREFIX", "SOURCES__SHOP__SLOT_NAME"):
+        os.environ.pop(derived, None)
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
+def first_run(
+    workdir: Path,
+    warehouse_settings: dict[str, str],
+    query: Query | None,
+    failure_details: Callable[[], str] = str,
+) -> Iterator[FirstRun]:
+    """Start the stand-ins, run the flow once, record counts and mart fingerprints;
+    ``failure_details`` adds what explains a failed run (an emulator's log)."""
+    with demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as sources:
+        settings = (
+            sources.environment()
+            | {
+                "TRANSFORM__PII_SALT": PII_SALT,
+                "DBT_TARGET_PATH": str(workdir / "dbt" / "target"),
+                "DBT_LOG_PATH": str(workdir / "dbt" / "logs"),
+            }
+            | warehouse_settings
+        )
+        with _only(settings):
+            try:
+                summary = elt()
+            except EltRunFailed as exc:
+                warehouse = load_settings().warehouse.name
+                pytest.fail(f"the first run on {warehouse} failed: {exc.summary.error}\n{failure_details()}")
+            assert summary.ok, summary.error
+            counts = (
+                {table: query(f"select count(*) from {table}")[0][0] for table in COUNTED_TABLES}
+                if query
+                else {}
+            )
+            run = FirstRun(
+                sources, settings, workdir, summary, counts, mart_fingerprints(load_settings(), workdir)
+            )
+        yield run
+
+
+def _workdir(session_dir: Path, name: str) -> Path:
+    """Under the session's own folder: pytest prunes its numbered tmp folders under live servers."""
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=session_dir))
+
+
+@dataclass
+class SnowflakeFirstRun(FirstRun):
+    server: FakeSnowflake | None = None
+    key_pair: tuple[Path, Path] | None = None
+
+
+@pytest.fixture(scope="session")
+def snowflake_first_run(session_dir: Path, prefect_harness: None) -> Iterator[SnowflakeFirstRun]:
+    """The first run on Snowflake's emulator, whose user logs in by password or key pair."""
+    workdir = _workdir(session_dir, "snowflake-first-run")
+    key_pair = snowflake.write_key_pair(workdir / "keys")
+    with (
+        running_fakesnow(
+            workdir / "fakesnow", password=snowflake.PASSWORD, public_key_file=key_pair[1]
+        ) as server,
+        first_run(
+            workdir, server.environment(), partial(snowflake.query, server), server.first_errors
+        ) as run,
+    ):
+        yield SnowflakeFirstRun(**vars(run), server=server, key_pair=key_pair)
+
+
+@dataclass
+class BigQueryFirstRun(FirstRun):
+    emulator: BigQueryEmulator | None = None
+
+
+@pytest.fixture(scope="session")
+def bigquery_first_run(session_dir: Path, prefect_harness: None) -> Iterator[BigQueryFirstRun]:
+    """The first run on BigQuery's emulator."""
+    workdir = _workdir(session_dir, "bigquery-first-run")
+    with (
+        bigquery_emulator(workdir / "bigquery") as emulator,
+        first_run(workdir, emulator.client_environment(), bigquery.query) as run,
+    ):
+        yield BigQueryFirstRun(**vars(run), emulator=emulator)
+
+
+@pytest.fixture(scope="session")
+def duckdb_dev_first_run(session_dir: Path, prefect_harness: None) -> Iterator[FirstRun]:
+    """The first run of a developer's environment (``ELT_ENV=dev``) on a DuckDB file."""
+    workdir = _workdir(session_dir, "duckdb-dev-first-run")
+    settings = DEV_SETTINGS | {
+        "ELT_WAREHOUSE": "duckdb",
+        "ELT_DUCKDB_PATH": str(workdir / "warehouse.duckdb"),
+    }
+    with first_run(workdir, settings, query=None) as run:
+        yield run
