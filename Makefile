@@ -8,11 +8,12 @@ VENV := .venv/bin
 # sqlfluff's dbt templater compiles the project: an in-memory DuckDB is enough for that
 SQLFLUFF := cd transform && ELT_DBT_TARGET=duckdb ELT_DUCKDB_PATH=:memory: ../$(VENV)/sqlfluff
 
-.PHONY: help uv install install-dev demo run deploy test lint format bench reliability smoke-cloud audit clean
+.PHONY: help uv install install-dev demo run deploy test test-fast lint format bench reliability smoke-cloud audit clean
 
 help:
 	@echo "make demo    install, start the local stand-ins, run the full ELT on DuckDB"
-	@echo "make test    install dev dependencies, lint, run the whole test suite offline"
+	@echo "make test    install dev dependencies, lint, run the whole test suite offline (~10 min)"
+	@echo "make test-fast  unit tests and the quick integration tests (< 2 min): the inner loop"
 	@echo "make run     run the ELT flow against the configured sources and warehouse"
 	@echo "make deploy  register the scheduled deployments with the Prefect API in PREFECT_API_URL"
 	@echo "make lint    ruff check + ruff format --check + sqlfluff lint of the dbt project"
@@ -54,8 +55,17 @@ format: install-dev
 	$(VENV)/ruff format .
 	$(SQLFLUFF) fix models snapshots
 
+# Two worker processes: most of a run waits on servers (Prefect, PostgreSQL, the emulators), so
+# two cores run two modules at once. Whole modules go to a worker (tests/conftest.py).
+PYTEST_PARALLEL := -n 2 --dist loadgroup
+
 test: lint
-	$(VENV)/pytest
+	$(VENV)/pytest $(PYTEST_PARALLEL)
+
+# everything but the whole-flow runs (e2e, the emulators, the crash campaign) and the slow
+# integration modules (marked `slow`): seconds to a minute or two
+test-fast: install-dev
+	$(VENV)/pytest $(PYTEST_PARALLEL) -m "not e2e and not snowflake and not bigquery and not slow"
 
 bench: install
 	$(VENV)/python -m bench.run

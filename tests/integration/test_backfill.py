@@ -23,7 +23,7 @@ from flows.cli import app
 from flows.ingest import ingest_sources
 from tests.support.sql_database import INCREMENTAL_ITEMS, SOURCE, execute, write_config
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 DAYS = 10  # rows on 2025-01-01 … 2025-01-10, 30 a day
 WINDOW = (date(2025, 1, 3), date(2025, 1, 10))  # 7 days

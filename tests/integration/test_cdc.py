@@ -31,6 +31,8 @@ from tests.support.cdc import (
 )
 from tests.support.postgres import ModuleDatabases
 
+pytestmark = pytest.mark.slow
+
 DATASET = "raw_cdc_test"
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.cdc import (
     ITEM_COLUMNS,
     ITEMS_SQL,
@@ -29,6 +31,8 @@ from tests.support.cdc import (
     warehouse_rows,
 )
 from tests.support.postgres import ModuleDatabases
+
+pytestmark = pytest.mark.slow
 
 DATASET = "raw_cdc_crash"
 MARKERS = ["batch", "normalize", "load", "loaded"]

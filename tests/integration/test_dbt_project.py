@@ -22,6 +22,8 @@ from flows.config import TRANSFORM_DIR
 from flows.transform import DbtBuildError, load_run_results, release_duckdb_connection
 from tests.support.raw_tables import RAW_SQL
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dbt_workspace: Path) -> Iterator[Path]:

@@ -25,7 +25,7 @@ from standins.stripe_api import StripeStore, serve_stripe
 from tests.support.receivers import Received, webhook_receiver
 from tests.support.stripe import API_KEY, seed
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 SLA_S = 4
 

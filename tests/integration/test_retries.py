@@ -46,6 +46,8 @@ from tests.support.stripe import (
     warehouse,
 )
 
+pytestmark = pytest.mark.slow
+
 MAX_RETRIES = 2  # HTTP retries per request (3 attempts): an outage needs 3+ failures in a row
 PAGE_SIZE = 20  # many pages per list, so a failure lands mid-paging
 
