@@ -49,15 +49,5 @@ def module_dir(session_dir: Path, request: pytest.FixtureRequest) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=session_dir))
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Parallel workers (``pytest -n 2 --dist loadgroup``, as ``make test`` runs) take whole
-    modules, so a module's fixtures are set up once; modules that share a session's first
-    run name one ``xdist_group`` and go to the same worker together."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)

@@ -35,13 +35,7 @@ from tests.support.demo_tables import (
 )
 from tests.support.first_runs import BigQueryFirstRun
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.bigquery,
-    # with the cross-warehouse agreement on one worker: the first run is made once (tests/conftest.py)
-    pytest.mark.xdist_group("bigquery"),
-    pytest.mark.timeout(600),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.bigquery, pytest.mark.timeout(600)]
 
 N_ORDERS = first_runs.N_ORDERS
 

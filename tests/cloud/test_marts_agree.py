@@ -2,38 +2,37 @@
 emulator and on BigQuery's emulator: equal row counts and equal checksums of every
 published mart (tests/support/fingerprints.py says how values are compared).
 
-The first runs are the session's (tests/support/first_runs.py): the warehouse modules go on
-from them. DuckDB's is a developer environment's (``ELT_ENV=dev``), so a prefixed
-environment must also build exactly production's marts. One comparison per cloud, each in
-its cloud's test group, so parallel workers never make a cloud's first run twice.
+The three first runs are the session's (tests/support/first_runs.py): the warehouse modules
+go on from them. DuckDB's is a developer environment's (``ELT_ENV=dev``), so a prefixed
+environment must also build exactly production's marts.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support.first_runs import N_ORDERS, FirstRun
+from tests.support.first_runs import N_ORDERS, BigQueryFirstRun, FirstRun, SnowflakeFirstRun
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.snowflake,
+    pytest.mark.bigquery,
+    pytest.mark.timeout(1800),
+]
 
 
-@pytest.mark.parametrize(
-    "cloud",
-    [
-        pytest.param("snowflake", marks=[pytest.mark.snowflake, pytest.mark.xdist_group("snowflake")]),
-        pytest.param("bigquery", marks=[pytest.mark.bigquery, pytest.mark.xdist_group("bigquery")]),
-    ],
-)
-def test_every_mart_agrees_with_duckdb(
-    cloud: str, duckdb_dev_first_run: FirstRun, request: pytest.FixtureRequest
+def test_every_mart_agrees_across_the_three_warehouses(
+    duckdb_dev_first_run: FirstRun,
+    snowflake_first_run: SnowflakeFirstRun,
+    bigquery_first_run: BigQueryFirstRun,
 ) -> None:
     duckdb_marts = duckdb_dev_first_run.marts
     assert all(rows > 0 for rows, _ in duckdb_marts.values()), duckdb_marts
     assert duckdb_marts["fct_orders"][0] == N_ORDERS
-    other: FirstRun = request.getfixturevalue(f"{cloud}_first_run")
-    differing = {
-        mart: (duckdb_marts[mart], other.marts.get(mart))
-        for mart in duckdb_marts
-        if other.marts.get(mart) != duckdb_marts[mart]
-    }
-    assert differing == {}, f"{cloud} differs from duckdb"
+    for name, other in (("snowflake", snowflake_first_run.marts), ("bigquery", bigquery_first_run.marts)):
+        differing = {
+            mart: (duckdb_marts[mart], other.get(mart))
+            for mart in duckdb_marts
+            if other.get(mart) != duckdb_marts[mart]
+        }
+        assert differing == {}, f"{name} differs from duckdb"

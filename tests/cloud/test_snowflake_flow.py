@@ -43,8 +43,6 @@ from tests.support.snowflake import PASSPHRASE, PASSWORD
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.snowflake,
-    # with the cross-warehouse agreement on one worker: the first run is made once (tests/conftest.py)
-    pytest.mark.xdist_group("snowflake"),
     pytest.mark.timeout(600),
 ]
 

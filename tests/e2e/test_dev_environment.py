@@ -14,8 +14,7 @@ import pytest
 from flows.report import RunSummary
 from tests.support.first_runs import DEV_PREFIX, N_ORDERS, FirstRun
 
-# on the worker that compares Snowflake with this run: it is made once (tests/conftest.py)
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("snowflake")]
+pytestmark = [pytest.mark.e2e]
 
 PREFIX = DEV_PREFIX
 

@@ -23,6 +23,8 @@ from dlt_sources.common.http import ApiAuthError
 from dlt_sources.github import GitHubRateLimited, github_source
 from standins.github_api import GitHubStore, serve_github
 
+pytestmark = pytest.mark.slow
+
 TOKEN = "ghp_integrationSecretToken4242"
 REPOS = ("octo-org/octo-repo", "octo-org/widgets")
 TABLES = ("issues", "pull_requests", "issue_comments", "releases")

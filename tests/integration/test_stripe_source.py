@@ -42,6 +42,8 @@ from tests.support.stripe import (
     warehouse,
 )
 
+pytestmark = pytest.mark.slow
+
 DATASET = "raw_stripe"  # read by the make_pipeline fixture in conftest.py
 PipelineFactory = Callable[[str], dlt.Pipeline]
 
