@@ -1,22 +1,25 @@
 """Run the dbt project in ``transform/`` from Prefect and summarise what it did.
 
-prefect-dbt's ``PrefectDbtRunner`` does the Prefect integration (one task per dbt
-node when called inside a flow, dbt logs forwarded to Prefect). This module keeps
-that part thin; turning dbt's ``run_results.json`` into a :class:`DbtBuildSummary`
-is plain Python so it can be tested without Prefect or a warehouse.
+dbt runs once per build, in this process (``dbtRunner``); inside a flow each node shows
+in Prefect as a task run recorded from dbt's events (flows/dbt_nodes.py says why not
+prefect-dbt's task per node). dbt's warnings and errors go to the run's log, the rest to
+dbt's own log file. Turning ``run_results.json`` into a :class:`DbtBuildSummary` is
+plain Python so it can be tested without Prefect or a warehouse.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from prefect import flow, get_run_logger
 
 from flows.config import TRANSFORM_DIR
+from flows.dbt_nodes import NodeTaskRuns
 from flows.results import DbtBuildSummary, NodeResult
 from flows.warehouses import DEFAULT_WAREHOUSE
 
@@ -109,9 +112,9 @@ def run_dbt_build(
     target_path: Path | None = None,
     log_path: Path | None = None,
 ) -> DbtBuildSummary:
-    """Run ``dbt build`` through prefect-dbt and return a summary.
+    """Run ``dbt build`` once and return a summary.
 
-    Inside a Prefect flow each dbt node becomes its own Prefect task; outside a
+    Inside a Prefect flow each dbt node is recorded as a task run of that flow; outside a
     flow it is a plain dbt run. ``extra_args`` go straight to dbt (for example
     ``["--select", "marts"]``); pass artifact locations as ``target_path`` /
     ``log_path`` rather than dbt flags so the summary is read from the right
@@ -119,23 +122,14 @@ def run_dbt_build(
 
     ``resume_failed`` (a retry of a failed run): when the previous build in this target
     folder failed, run ``dbt retry`` instead, which re-runs only the nodes that failed
-    or were skipped because of them, each again as its own Prefect task.
+    or were skipped because of them.
 
     Raises :class:`DbtBuildError` naming the failed nodes when any node fails,
     and :class:`DbtInvocationError` when dbt cannot run at all.
     """
-    # Imported lazily: importing prefect_dbt pulls in all of dbt-core (~1s).
-    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
-
     project_dir = Path(project_dir)
-    settings_kwargs: dict[str, Any] = {
-        "project_dir": project_dir,
-        "profiles_dir": Path(profiles_dir) if profiles_dir else project_dir,
-    }
-    if target_path is not None:
-        settings_kwargs["target_path"] = Path(target_path)
-    settings = PrefectDbtSettings(**settings_kwargs)
-    run_results_path = settings.project_dir / settings.target_path / "run_results.json"
+    artifacts = Path(target_path or os.environ.get("DBT_TARGET_PATH") or "target")
+    run_results_path = project_dir / artifacts / "run_results.json"  # an absolute artifacts path wins
     command = ["build", *extra_args]
     earlier = load_run_results(run_results_path) if resume_failed and run_results_path.exists() else None
     previous = None
@@ -146,23 +140,18 @@ def run_dbt_build(
         # A stale file from an earlier run must never be mistaken for this run's results.
         run_results_path.unlink(missing_ok=True)
 
-    invoke_kwargs: dict[str, Any] = {"target": target or dbt_target()}
+    options = {"project-dir": str(project_dir), "profiles-dir": str(profiles_dir or project_dir)}
+    if target_path is not None:
+        options["target-path"] = str(target_path)
     if log_path is not None:
-        invoke_kwargs["log_path"] = str(log_path)
-
-    runner = PrefectDbtRunner(settings=settings, raise_on_failure=False)
-    try:
-        result = runner.invoke(command, **invoke_kwargs)
-    except ValueError as exc:  # prefect-dbt wraps dbt's own exception in ValueError
-        raise DbtInvocationError(str(exc)) from exc
-    finally:
-        release_duckdb_connection()
+        options["log-path"] = str(log_path)
+    result = _invoke(command, target, options)
 
     summary = load_run_results(run_results_path) if run_results_path.exists() else None
     if summary is None or (previous is not None and summary.invocation_id == previous):
         raise DbtInvocationError(
             f"dbt {command[0]} produced no run_results.json at {run_results_path}"
-            f" (success={getattr(result, 'success', None)})"
+            + (f": {result.exception}" if result.exception else "")
         )
     if not summary.success:
         raise DbtBuildError(summary)
@@ -176,22 +165,47 @@ def run_dbt_operation(
 
     Raises :class:`DbtInvocationError` with dbt's message when the macro fails.
     """
-    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
-
-    settings = PrefectDbtSettings(project_dir=TRANSFORM_DIR, profiles_dir=TRANSFORM_DIR)
     command = ["run-operation", macro]
     if args:
         command += ["--args", json.dumps(dict(args))]
+    options = {"project-dir": str(TRANSFORM_DIR), "profiles-dir": str(TRANSFORM_DIR)}
+    result = _invoke(command, target, options)
+    if not result.success:
+        reason = result.exception or "see dbt's errors above"
+        raise DbtInvocationError(f"dbt run-operation {macro} failed: {reason}")
+
+
+def _invoke(command: list[str], target: str | None, options: Mapping[str, str]) -> Any:
+    """One in-process dbt invocation; ``options`` are dbt flags without their dashes.
+
+    Inside a flow the nodes are recorded as task runs and only dbt's warnings and errors
+    reach the run's log (the rest is in dbt's log file); outside one dbt prints as it does
+    on the command line.
+    """
+    # Imported lazily: dbt-core costs ~1 s to import, which commands that never run dbt skip.
+    from dbt.cli.main import dbtRunner
+
+    callbacks: list[Callable[[Any], None]] = []
+    if (recorder := NodeTaskRuns.for_current_flow_run()) is not None:
+        callbacks += [recorder, _log_problems(get_run_logger())]
+        options = {**options, "log-level": "none", "log-level-file": "info"}
     try:
-        result = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(
-            command, target=target or dbt_target()
-        )
-    except ValueError as exc:
-        raise DbtInvocationError(f"dbt run-operation {macro} failed: {exc}") from exc
+        runner = dbtRunner(callbacks=callbacks)
+        flags = [part for name, value in options.items() for part in (f"--{name}", value)]
+        return runner.invoke([*command, "--target", target or dbt_target(), *flags])
     finally:
         release_duckdb_connection()
-    if not getattr(result, "success", False):
-        raise DbtInvocationError(f"dbt run-operation {macro} failed: {getattr(result, 'exception', None)}")
+
+
+def _log_problems(logger: logging.LoggerAdapter[logging.Logger]) -> Callable[[Any], None]:
+    """A dbt callback passing dbt's warnings and errors on to the flow run's log."""
+
+    def forward(message: Any) -> None:
+        level = message.info.level
+        if level in ("warn", "error") and message.info.msg:
+            logger.log(logging.WARNING if level == "warn" else logging.ERROR, "dbt: %s", message.info.msg)
+
+    return forward
 
 
 @flow(name="dbt-build")
@@ -199,7 +213,7 @@ def dbt_build(
     extra_args: list[str] | None = None,
     target: str | None = None,
 ) -> DbtBuildSummary:
-    """Prefect subflow around :func:`run_dbt_build`, grouping the per-node tasks."""
+    """Prefect subflow around :func:`run_dbt_build`, grouping the nodes' task runs."""
     logger = get_run_logger()
     summary = run_dbt_build(extra_args or (), target=target)
     logger.info(summary.describe())

@@ -1,5 +1,5 @@
 """The whole ELT flow, for real: PostgreSQL and the Stripe stand-in on 127.0.0.1, dlt into
-a DuckDB file, dbt through prefect-dbt, Soda contracts, all inside Prefect runs.
+a DuckDB file, dbt (each node a Prefect task run), Soda contracts, all inside Prefect runs.
 
 The runs build on each other (first load → unchanged re-run on a fresh worker →
 source changes → bad rows → wrong credentials → unreachable source), so they share one

@@ -182,7 +182,7 @@ def test_prefect_flow_runs_one_task_per_dbt_node(warehouse: Path) -> None:
         "unit_test.elt.int_payments__by_order.test_int_payments__by_order_sums_succeeded_charges_and_refunds",
     }
     assert all(node.execution_time > 0 for node in summary.nodes)
-    # prefect-dbt names each node's task "<resource type> <node name>"
+    # each node's task run is named "<resource type> <node name>" (flows/dbt_nodes.py)
     assert task_run_names == sorted(f"{node.resource_type} {node.name}" for node in summary.nodes)
 
     statuses = _rows(
