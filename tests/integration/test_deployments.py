@@ -136,6 +136,8 @@ def platform(session_dir: Path, postgres_database: Database) -> Iterator[Platfor
         "PREFECT_SERVER_UI_ENABLED": "false",
         # a run queued behind its deployment's limit is retried after this (default 30 s)
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
+        # a task waiting for a source's slot asks again after about this (default 10 s, plus jitter)
+        "PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
     }
     server_log = workdir / "server.log"
     server = start(
@@ -263,7 +265,7 @@ def test_two_runs_of_one_source_never_overlap(platform: Platform) -> None:
         released = datetime.now(UTC)
         platform.post("/v2/concurrency_limits/decrement-with-lease", {"lease_id": lease})
     # AND both complete once the slot is free
-    wait_for(lambda: runs_in(platform, ids, FINAL), count=2, timeout=180)
+    wait_for(lambda: runs_in(platform, ids, FINAL), count=2, timeout=300)
     states = [run["state_type"] for run in flow_runs(platform, ids)]
     assert states == ["COMPLETED", "COMPLETED"], f"{states}\n--- worker:\n{platform.worker_tail()}"
     # AND no load began while the slot was taken, and the two ran one after the other
