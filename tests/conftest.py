@@ -24,7 +24,7 @@ apply_runtime_environment()
 
 # The helpers' asserts explain their failures as a test's own do.
 pytest.register_assert_rewrite("tests.support")
-pytest_plugins = ["tests.support.postgres", "tests.support.first_runs"]
+pytest_plugins = ["tests.support.postgres", "tests.support.first_runs", "tests.support.light_campaign"]
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,6 @@ from typing import Any
 
 # Imported with the module rather than on the first read: ADBC's DB-API module loads
 # pyarrow.dataset (~0.3 s), which a lazy import charged to the first run's extract step.
-import adbc_driver_postgresql.dbapi as adbc
-import connectorx
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -56,12 +54,18 @@ class Database:
     def stream(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
         """Record batches of ``query`` from the fast driver (one connection, one snapshot)."""
         sql = self.sql(query)
+        # The drivers are imported here: ADBC pulls in pandas (~1.2 s), which every process
+        # importing the source registry would pay for a source it may never read.
         if self.backend == "adbc":
+            import adbc_driver_postgresql.dbapi as adbc
+
             uri = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
             with adbc.connect(uri) as conn, conn.cursor() as cursor:
                 cursor.execute(sql)
                 yield from cursor.fetch_record_batch()
         else:
+            import connectorx
+
             uri = self.url.set(drivername="mysql").render_as_string(hide_password=False)
             yield from connectorx.read_sql(
                 uri, sql, return_type="arrow_stream", batch_size=CONNECTORX_BATCH_ROWS

@@ -2,31 +2,24 @@
 a SIGKILL in each ingest stage, PostgreSQL restarted mid-snapshot and mid-stream, the
 DuckDB file locked, a full temporary directory, runs under continuous writes, HTTP faults
 throughout — against real servers, then every table compared with its source row by row.
-`make reliability` runs the full plan (50+ kills, 200+ faults, dbt/contracts/publish kills)."""
+`make reliability` runs the full plan (50+ kills, 200+ faults, dbt/contracts/publish kills).
+
+The campaign starts when collection ends and runs beside the other tests
+(tests/support/light_campaign.py); this test reads its verdict."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from flows.config import PROJECT_DIR
+from tests.support.light_campaign import Verdict
 
 pytestmark = pytest.mark.e2e
 
 
-def test_light_campaign_loses_and_duplicates_nothing(module_dir: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.reliability", "--light", "--workdir", str(module_dir / "campaign")],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+def test_light_campaign_loses_and_duplicates_nothing(light_campaign: Verdict) -> None:
+    result = light_campaign
     table = result.stdout
     assert result.returncode == 0, f"{table}\n{result.stderr[-4000:]}"
     kills = int(re.search(r"\| \*\*kills\*\* \| \*\*(\d+)\*\* \|", table).group(1))
