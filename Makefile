@@ -55,15 +55,20 @@ format: install-dev
 	$(VENV)/ruff format .
 	$(SQLFLUFF) fix models snapshots
 
-# One process: the end-to-end modules share session-wide first runs (tests/support/first_runs.py)
-# and assert "fails within N seconds", which a second worker on two cores makes flaky.
+# Two worker processes: the suite spends much of its time waiting on servers (Prefect,
+# PostgreSQL, the emulators), about one core of two. A module stays on one worker and the
+# modules sharing the first runs go to one worker together (tests/conftest.py,
+# tests/support/first_runs.py); the light crash campaign runs beside both
+# (tests/support/light_campaign.py).
+PYTEST_PARALLEL := -n 2 --dist loadgroup
+
 test: lint
-	$(VENV)/pytest
+	$(VENV)/pytest $(PYTEST_PARALLEL)
 
 # everything but the whole-flow runs (e2e, the emulators, the crash campaign) and the slow
 # integration modules (marked `slow`)
 test-fast: install-dev
-	$(VENV)/pytest -m "not e2e and not snowflake and not bigquery and not slow"
+	$(VENV)/pytest $(PYTEST_PARALLEL) -m "not e2e and not snowflake and not bigquery and not slow"
 
 bench: install
 	$(VENV)/python -m bench.run

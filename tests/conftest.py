@@ -49,5 +49,13 @@ def module_dir(session_dir: Path, request: pytest.FixtureRequest) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=session_dir))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With ``make test``'s two workers (``-n 2 --dist loadgroup``) a module's tests stay on
+    one worker, so its module fixtures (servers, stand-ins, first runs) start once."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)

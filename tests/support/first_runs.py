@@ -46,6 +46,7 @@ DEV_SETTINGS = {"ELT_ENV": "dev", "ELT_DEVELOPER": "CI"}
 DEV_PREFIX = "dev_ci_"
 
 Query = Callable[[str], list[tuple[Any, ...]]]
+FIRST_RUNS = ("snowflake_first_run", "bigquery_first_run", "duckdb_dev_first_run")
 
 
 @dataclass
@@ -119,6 +120,15 @@ def first_run(
                 sources, settings, workdir, summary, counts, mart_fingerprints(load_settings(), workdir)
             )
         yield run
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With ``make test``'s two workers (``-n 2 --dist loadgroup``) every test that uses a
+    first run goes to the same worker, so each first run is made once."""
+    for item in items:
+        if any(name in FIRST_RUNS for name in item.fixturenames):  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.xdist_group("first_runs"))
 
 
 def _workdir(session_dir: Path, name: str) -> Path:

@@ -2,69 +2,35 @@
 the rest of the suite.
 
 It is a process of its own for about five minutes, most of them spent waiting on its child
-runs (well under one core of two), so started first it finishes before its test is reached
-and the test only reads the verdict: five minutes of the ten-minute budget given back. It
-has its own PostgreSQL, stand-ins, Prefect server and warehouse, so nothing it does touches
-another test. Only a session that selected its test starts it.
+runs (well under one core), so started first it finishes before its test is reached and
+the test only reads the verdict. It has its own PostgreSQL, stand-ins, Prefect server and
+warehouse, so nothing it does touches another test. Only a session that selected its test
+starts it: the pytest process itself, or with ``-n`` xdist's controller, which hands the
+campaign's folder to the workers; the worker that runs the test waits for the files.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flows.config import PROJECT_DIR
 
-CAMPAIGN_MODULE = "tests/integration/test_reliability.py"
+CAMPAIGN_TEST = "tests/integration/test_reliability.py::"
 TIMEOUT_S = 1800
-
-
-@dataclass
-class Campaign:
-    process: subprocess.Popen[bytes]
-    workdir: Path
-
-    @property
-    def stdout(self) -> Path:
-        return self.workdir / "stdout.txt"
-
-    @property
-    def stderr(self) -> Path:
-        return self.workdir / "stderr.txt"
-
-    @classmethod
-    def start(cls) -> Campaign:
-        workdir = Path(tempfile.mkdtemp(prefix="elt-light-campaign-"))
-        command = ["-m", "tests.reliability", "--light", "--workdir", str(workdir / "campaign")]
-        with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
-            process = subprocess.Popen(
-                [sys.executable, *command],
-                cwd=PROJECT_DIR,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        return cls(process, workdir)
-
-    def stop(self) -> None:
-        """SIGTERM unwinds the campaign (its servers stop); whatever is left is killed."""
-        for sig, grace in ((signal.SIGTERM, 60), (signal.SIGKILL, 10)):
-            if self.process.poll() is not None:
-                break
-            try:
-                os.killpg(self.process.pid, sig)
-                self.process.wait(grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
-        shutil.rmtree(self.workdir, ignore_errors=True)
+_FOLDER = "light_campaign_dir"
+STDOUT, STDERR, RETURNCODE = "stdout.txt", "stderr.txt", "returncode"
 
 
 @dataclass(frozen=True)
@@ -74,34 +40,101 @@ class Verdict:
     stderr: str
 
 
-_STARTED = pytest.StashKey[Campaign]()
+class Campaign:
+    """The campaign's process and its folder: ``stdout.txt``, ``stderr.txt`` and, once it
+    ended, ``returncode``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        work = self.folder / "work"
+        command = shlex.join([sys.executable, "-m", "tests.reliability", "--light", "--workdir", str(work)])
+        out, err, status = (shlex.quote(str(self.folder / name)) for name in (STDOUT, STDERR, RETURNCODE))
+        # the shell records the exit status for whichever process reads the verdict
+        self.process = subprocess.Popen(
+            ["sh", "-c", f"{command} >{out} 2>{err}; echo $? >{status}"],
+            cwd=PROJECT_DIR,
+            start_new_session=True,
+        )
+
+    def verdict(self, timeout: float = TIMEOUT_S) -> Verdict:
+        deadline = time.monotonic() + timeout
+        returncode = self.folder / RETURNCODE
+        while not returncode.exists() or not returncode.read_text().strip():
+            if time.monotonic() > deadline:
+                progress = self._read(STDERR)[-4000:]
+                pytest.fail(f"the light campaign did not finish in {timeout:.0f} s:\n{progress}")
+            time.sleep(1)
+        return Verdict(int(returncode.read_text()), self._read(STDOUT), self._read(STDERR))
+
+    def stop(self) -> None:
+        """SIGTERM unwinds the campaign (its servers stop); whatever is left is killed."""
+        for sig, grace in ((signal.SIGTERM, 60), (signal.SIGKILL, 10)):
+            if self.process is None or self.process.poll() is not None:
+                break
+            try:
+                os.killpg(self.process.pid, sig)
+                self.process.wait(grace)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _read(self, name: str) -> str:
+        path = self.folder / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+_CAMPAIGN = pytest.StashKey[Campaign]()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_worker(config):
+        config.stash[_CAMPAIGN] = Campaign(Path(config.workerinput[_FOLDER]))  # type: ignore[attr-defined]
+    else:
+        config.stash[_CAMPAIGN] = Campaign(Path(tempfile.mkdtemp(prefix="elt-light-campaign-")))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist's controller: every worker learns where the campaign writes."""
+    node.workerinput[_FOLDER] = str(node.config.stash[_CAMPAIGN].folder)
+
+
+def _start_if_selected(config: pytest.Config, node_ids: list[str]) -> None:
+    campaign = config.stash[_CAMPAIGN]
+    if (
+        campaign.process is None
+        and not config.option.collectonly
+        and any(node_id.startswith(CAMPAIGN_TEST) for node_id in node_ids)
+    ):
+        campaign.start()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    _start_if_selected(node.config, ids)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly:
-        return
-    if any(item.nodeid.startswith(CAMPAIGN_MODULE) for item in session.items):
-        session.config.stash[_STARTED] = Campaign.start()
+    if not _is_worker(session.config):
+        _start_if_selected(session.config, [item.nodeid for item in session.items])
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    if (campaign := session.config.stash.get(_STARTED, None)) is not None:
-        campaign.stop()
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _is_worker(config):
+        config.stash[_CAMPAIGN].stop()
 
 
 @pytest.fixture(scope="session")
 def light_campaign(pytestconfig: pytest.Config) -> Verdict:
     """The campaign's exit status and output, waiting for it if it is still running."""
-    campaign = pytestconfig.stash.get(_STARTED, None)
-    if campaign is None:  # selected in a way collection did not see (e.g. by keyword at run time)
-        campaign = pytestconfig.stash[_STARTED] = Campaign.start()
-    try:
-        campaign.process.wait(TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        progress = campaign.stderr.read_text(errors="replace")[-4000:]
-        pytest.fail(f"the light campaign did not finish in {TIMEOUT_S} s:\n{progress}")
-    return Verdict(
-        campaign.process.returncode,
-        campaign.stdout.read_text(errors="replace"),
-        campaign.stderr.read_text(errors="replace"),
-    )
+    campaign = pytestconfig.stash[_CAMPAIGN]
+    if not _is_worker(pytestconfig) and campaign.process is None:  # selected after collection
+        campaign.start()
+    return campaign.verdict()
