@@ -57,10 +57,9 @@ format: install-dev
 
 # Two worker processes: the suite spends much of its time waiting on servers (Prefect,
 # PostgreSQL, the emulators), about one core of two. A module stays on one worker and the
-# modules sharing the first runs go to one worker together (tests/conftest.py,
-# tests/support/first_runs.py); the light crash campaign runs beside both
-# (tests/support/light_campaign.py).
-PYTEST_PARALLEL := -n 2 --dist loadgroup
+# modules sharing the first runs go to one worker together (tests/support/scheduling.py);
+# the light crash campaign runs beside both (tests/support/light_campaign.py).
+PYTEST_PARALLEL := -n 2
 
 test: lint
 	$(VENV)/pytest $(PYTEST_PARALLEL)

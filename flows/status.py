@@ -67,9 +67,11 @@ def collect_status(warehouse: str | None = None) -> list[TableStatus]:
 
 
 def status_table(statuses: list[TableStatus]) -> Table:
+    """The status as a table; in a narrow terminal the other columns wrap, the table name never does."""
     table = Table(title="ELT status", title_justify="left")
+    longest_name = max((len(status.table) for status in statuses), default=5)
+    table.add_column("table", no_wrap=True, min_width=longest_name)
     for column, justify in [
-        ("table", "left"),
         ("last successful load (UTC)", "left"),
         ("rows", "right"),
         ("freshness", "left"),

@@ -50,11 +50,18 @@ def module_dir(session_dir: Path, request: pytest.FixtureRequest) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With ``make test``'s two workers (``-n 2 --dist loadgroup``) a module's tests stay on
-    one worker, so its module fixtures (servers, stand-ins, first runs) start once."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    from tests.support.first_runs import FIRST_RUNS  # after register_assert_rewrite above
+    from tests.support.scheduling import check_first_run_modules
+
+    check_first_run_modules(items, FIRST_RUNS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``make test`` runs two workers (``-n 2``): whole modules each (tests/support/scheduling.py)."""
+    from tests.support.scheduling import ModuleScheduling
+
+    return ModuleScheduling(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -122,15 +122,6 @@ def first_run(
         yield run
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With ``make test``'s two workers (``-n 2 --dist loadgroup``) every test that uses a
-    first run goes to the same worker, so each first run is made once."""
-    for item in items:
-        if any(name in FIRST_RUNS for name in item.fixturenames):  # type: ignore[attr-defined]
-            item.add_marker(pytest.mark.xdist_group("first_runs"))
-
-
 def _workdir(session_dir: Path, name: str) -> Path:
     """Under the session's own folder: pytest prunes its numbered tmp folders under live servers."""
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=session_dir))
