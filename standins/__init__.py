@@ -58,7 +58,15 @@ class DemoSources:
             "SOURCES__GITHUB__BASE_URL": self.github_url,
             "SOURCES__GITHUB__ACCESS_TOKEN": DEMO_GITHUB_TOKEN,
             "SOURCES__GITHUB__REPOSITORIES": json.dumps(sorted(self.github.repos)),
-        }
+        } | self._slot_setting()
+
+    def _slot_setting(self) -> dict[str, str]:
+        """On a server shared with others (the tests'), the shop's replication slot is named
+        after its database: slots are cluster-wide, and two shops taking turns on ``elt_shop``
+        would drop or resume each other's."""
+        if self.shop_database == shop_db.DATABASE:
+            return {}
+        return {"SOURCES__SHOP__SLOT_NAME": f"elt_{self.shop_database}"}
 
 
 def stripe_store_for(data: dataset.ShopData) -> StripeStore:

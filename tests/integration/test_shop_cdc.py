@@ -29,7 +29,8 @@ DATASET = "raw_shop"
 def shop(postgres_database: Database) -> Database:
     """The demo's shop database, under the module's own name on the session's server, seeded
     and published. The slot keeps its production name ``elt_shop``, which no other module on
-    that server uses (it is dropped with the database)."""
+    that server uses (the demo stand-ins on it name theirs after their database; it is dropped
+    with the database)."""
     shop_db.create_database(postgres_database.server.dsn(), postgres_database.name)
     shop_db.seed(postgres_database.dsn(), dataset.generate(500))
     shop_db.enable_replication(postgres_database.dsn())
@@ -58,7 +59,7 @@ def test_cdc_commands_and_recovery_from_a_dropped_slot(shop: Database, settings:
     assert "not created yet" in elt_cdc("status", "shop")
     first = run_source("shop", settings)
     assert first.rows["orders"] == 500
-    assert any("slot elt_shop retains" in note for note in first.notes)
+    assert any("slot elt_shop retains" in note for note in first.notes), first.notes
     # changes arrive as exactly the changed rows, deletes included
     changes = shop_db.simulate_business(admin_dsn, n_new_orders=3, n_updated_customers=2, n_deleted_orders=1)
     second = run_source("shop", settings)

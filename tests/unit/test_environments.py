@@ -113,7 +113,10 @@ def test_smoke_cloud_says_it_skipped_without_credentials(monkeypatch: pytest.Mon
 def test_each_environment_replicates_through_its_own_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.ingest import use_environment_slots
 
-    monkeypatch.delenv("SOURCES__SHOP__SLOT_NAME", raising=False)
+    # set, then deleted: monkeypatch then restores the variable's absence after the test, also
+    # undoing what use_environment_slots writes straight into os.environ
+    monkeypatch.setenv("SOURCES__SHOP__SLOT_NAME", "")
+    monkeypatch.delenv("SOURCES__SHOP__SLOT_NAME")
     use_environment_slots()  # production keeps the configured or default slot (elt_shop)
     assert "SOURCES__SHOP__SLOT_NAME" not in os.environ
     monkeypatch.setenv("ELT_ENV", "dev")
