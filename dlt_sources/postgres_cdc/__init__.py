@@ -252,8 +252,12 @@ def _with_hints(
 ) -> Any:
     """Route an Arrow table to its warehouse table with its key, JSON and delete hints.
 
-    Each run yields every key at most once per table, so dlt is told the staging
-    data is de-duplicated and skips its ROW_NUMBER() pass.
+    Each run yields every key at most once per table, yet dlt is told its staging data is
+    NOT de-duplicated (``x-stage-data-deduplicated`` False, also overriding a True that
+    earlier versions stored in the schema): a worker killed after a staging job's rows were
+    committed but before dlt recorded the job as done re-runs the job when the package
+    resumes, and only dlt's ROW_NUMBER() pass by primary key keeps those rows from reaching
+    the table twice (tests/integration/test_cdc_crash.py found it).
     """
     column_hints: dict[str, Any] = {
         column.name: hints for column in columns if (hints := dlt_column_hints(column.type_oid))
@@ -269,7 +273,7 @@ def _with_hints(
         write_disposition=disposition,
         primary_key=list(primary_key),
         columns=column_hints,
-        additional_table_hints={DEDUPLICATED_HINT: True},
+        additional_table_hints={DEDUPLICATED_HINT: False},
     )
     return dlt.mark.with_hints(item, hints, create_table_variant=True)
 
