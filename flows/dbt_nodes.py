@@ -28,8 +28,8 @@ from prefect.events.schemas.events import Event
 from prefect.states import Completed, Failed, Running, State
 from prefect.utilities.engine import emit_task_run_state_change_event
 
-# dbt's node statuses that fail a build (flows/results.py reads the same ones from run_results.json)
-FAILED_STATUSES: Final[frozenset[str]] = frozenset({"error", "fail", "runtime error"})
+from flows.results import FAILED_STATUSES
+
 NODE_TAG: Final[str] = "dbt"
 
 
