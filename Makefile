@@ -55,10 +55,10 @@ format: install-dev
 	$(VENV)/ruff format .
 	$(SQLFLUFF) fix models snapshots
 
-# Two worker processes: the suite spends much of its time waiting on servers (Prefect,
-# PostgreSQL, the emulators), about one core of two. A module stays on one worker and the
-# modules sharing the first runs go to one worker together (tests/support/scheduling.py);
-# the light crash campaign runs beside both (tests/support/light_campaign.py).
+# Two worker processes: both cores stay busy (the suite waits on servers part of the time,
+# and the light crash campaign runs beside it; tests/support/light_campaign.py). A module
+# stays on one worker, the modules sharing a first run go to one worker together, the
+# longest start first (tests/support/scheduling.py).
 PYTEST_PARALLEL := -n 2
 
 test: lint

@@ -24,15 +24,21 @@ apply_runtime_environment()
 
 # The helpers' asserts explain their failures as a test's own do.
 pytest.register_assert_rewrite("tests.support")
-pytest_plugins = ["tests.support.postgres", "tests.support.first_runs", "tests.support.light_campaign"]
+pytest_plugins = [
+    "tests.support.workers",
+    "tests.support.prefect_database",
+    "tests.support.postgres",
+    "tests.support.first_runs",
+    "tests.support.light_campaign",
+]
 
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A real, temporary Prefect API (SQLite) shared by every test that runs flows."""
-    from prefect.testing.utilities import prefect_test_harness
+    from tests.support.prefect_database import prefect_test_server
 
-    with prefect_test_harness(server_startup_timeout=180):
+    with prefect_test_server():
         yield
 
 
@@ -50,10 +56,9 @@ def module_dir(session_dir: Path, request: pytest.FixtureRequest) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    from tests.support.first_runs import FIRST_RUNS  # after register_assert_rewrite above
-    from tests.support.scheduling import check_first_run_modules
+    from tests.support.scheduling import check_first_run_modules  # after register_assert_rewrite above
 
-    check_first_run_modules(items, FIRST_RUNS)
+    check_first_run_modules(items)
 
 
 @pytest.hookimpl(optionalhook=True)

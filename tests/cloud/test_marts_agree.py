@@ -3,15 +3,16 @@ emulator and on BigQuery's emulator: equal row counts and equal checksums of eve
 published mart (tests/support/fingerprints.py says how values are compared).
 
 The three first runs are the session's (tests/support/first_runs.py): the warehouse modules
-go on from them. DuckDB's is a developer environment's (``ELT_ENV=dev``), so a prefixed
-environment must also build exactly production's marts.
+go on from them. Under two workers BigQuery's runs on the other worker, whose marts this
+test reads from the session's shared folder. DuckDB's is a developer environment's
+(``ELT_ENV=dev``), so a prefixed environment must also build exactly production's marts.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support.first_runs import N_ORDERS, BigQueryFirstRun, FirstRun, SnowflakeFirstRun
+from tests.support.first_runs import N_ORDERS, FirstRun, SnowflakeFirstRun
 
 pytestmark = [
     pytest.mark.e2e,
@@ -24,12 +25,12 @@ pytestmark = [
 def test_every_mart_agrees_across_the_three_warehouses(
     duckdb_dev_first_run: FirstRun,
     snowflake_first_run: SnowflakeFirstRun,
-    bigquery_first_run: BigQueryFirstRun,
+    bigquery_marts: dict[str, tuple[int, str]],
 ) -> None:
     duckdb_marts = duckdb_dev_first_run.marts
     assert all(rows > 0 for rows, _ in duckdb_marts.values()), duckdb_marts
     assert duckdb_marts["fct_orders"][0] == N_ORDERS
-    for name, other in (("snowflake", snowflake_first_run.marts), ("bigquery", bigquery_first_run.marts)):
+    for name, other in (("snowflake", snowflake_first_run.marts), ("bigquery", bigquery_marts)):
         differing = {
             mart: (duckdb_marts[mart], other.get(mart))
             for mart in duckdb_marts

@@ -30,6 +30,7 @@ from flows.config import PROJECT_DIR, TELEMETRY_OFF
 from flows.ingest import source_tag
 from standins import demo_sources
 from tests.support.postgres import Database
+from tests.support.prefect_database import copy_template
 
 pytestmark = pytest.mark.e2e
 
@@ -140,6 +141,7 @@ def platform(session_dir: Path, postgres_database: Database) -> Iterator[Platfor
         "PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "2",
     }
     server_log = workdir / "server.log"
+    copy_template(workdir / "prefect" / "prefect.db")  # the session's migrated database
     server = start(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         server_env,

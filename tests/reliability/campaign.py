@@ -3,8 +3,9 @@
 Everything is real: PostgreSQL (shop through CDC, inventory through the SQL source), the
 Stripe and GitHub stand-ins on 127.0.0.1 serving random 429/5xx/timeout/truncated
 answers, a Prefect API server, DuckDB, dbt and Soda. Each run is a child process
-(tests/reliability/worker.py) so it can be SIGKILLed; after every round the warehouse is
-compared with the sources row by row (tests/reliability/truth.py).
+(tests/reliability/worker.py, forked by tests/reliability/zygote.py) so it can be
+SIGKILLed; after every round the warehouse is compared with the sources row by row
+(tests/reliability/truth.py).
 
 Rounds:
 - kills: the sources change, a run is killed at a random moment of a stage (extract,
@@ -55,6 +56,7 @@ from tests.reliability.workload import (
     Workload,
     create_inventory,
 )
+from tests.reliability.zygote import Zygote
 
 INGEST_STAGES = ("extract", "normalize", "load")
 RUN_TIMEOUT_S = 900
@@ -155,8 +157,11 @@ def log(message: str) -> None:
 
 
 class Campaign:
-    def __init__(self, plan: Plan, workdir: Path, sources: DemoSources, environment: dict[str, str]) -> None:
+    def __init__(
+        self, plan: Plan, workdir: Path, sources: DemoSources, environment: dict[str, str], zygote: Zygote
+    ) -> None:
         self.plan = plan
+        self.zygote = zygote
         self.workdir = workdir
         self.sources = sources
         self.environment = environment
@@ -179,26 +184,15 @@ class Campaign:
         ``delay`` s after the ``nth`` start of ``stage``; ``on_mark=(stage, delay, inject)``
         calls ``inject()`` at the first such moment instead (a fault; the run goes on)."""
         self.tally.runs += 1
-        log_file = self.workdir / "runs.log"
-        with log_file.open("ab") as stderr:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "tests.reliability.worker", mode, *sources],
-                cwd=PROJECT_DIR,
-                env=os.environ | self.environment | (extra_env or {}),
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                start_new_session=True,
-            )
-        assert child.stdout is not None
+        pid = self.zygote.start(mode, sources, extra_env or {}, self.workdir / "runs.log")
         source_pipelines = {f"elt_{source}" for source in sources}
         marks: list[tuple[str, float]] = []
         tail: list[str] = []
         killed_in = None
-        timer = threading.Timer(RUN_TIMEOUT_S, lambda: os.killpg(child.pid, signal.SIGKILL))
+        timer = threading.Timer(RUN_TIMEOUT_S, lambda: os.killpg(pid, signal.SIGKILL))
         timer.start()
         started = time.monotonic()
-        for raw in child.stdout:
+        for raw in self.zygote.lines():
             line = raw.rstrip()
             tail = [*tail[-20:], line]
             if not line.startswith("MARK "):
@@ -210,16 +204,15 @@ class Campaign:
             seen = sum(1 for name, _ in marks if name == stage)
             if kill and kill[0] == stage and seen == kill[1]:
                 time.sleep(kill[2])
-                os.killpg(child.pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
                 killed_in = stage
                 break
             if on_mark and on_mark[0] == stage and seen == 1:
                 time.sleep(on_mark[1])
                 on_mark[2]()
-        child.wait()
+        returncode = self.zygote.wait()
         timer.cancel()
-        child.stdout.close()
-        return Run(marks, child.returncode, killed_in, "\n".join(tail))
+        return Run(marks, returncode, killed_in, "\n".join(tail))
 
     def must_pass(self, mode: str, why: str, **kwargs: object) -> Run:
         run = self.run(mode, **kwargs)  # type: ignore[arg-type]
@@ -386,7 +379,8 @@ def campaign_sources(plan: Plan, workdir: Path) -> Iterator[tuple[DemoSources, d
     """The stand-ins with random HTTP faults, the inventory database, a Prefect API server,
     and the settings every child run gets."""
     from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+
+    from tests.support.prefect_database import prefect_test_server
 
     with ExitStack() as stack:
         demo = stack.enter_context(demo_sources(workdir / "sources", n_orders=plan.orders, durable=False))
@@ -394,7 +388,7 @@ def campaign_sources(plan: Plan, workdir: Path) -> Iterator[tuple[DemoSources, d
             store.fault_rate = plan.http_fault_rate
         demo.stripe.timeout_sleep = demo.github.timeout_delay = 2.0  # past the clients' 1 s timeout
         stack.enter_context(set_environment(TELEMETRY_OFF))
-        stack.enter_context(prefect_test_harness(server_startup_timeout=180))
+        stack.enter_context(prefect_test_server())
         environment = (
             TELEMETRY_OFF
             | demo.environment()
@@ -416,4 +410,8 @@ def campaign_sources(plan: Plan, workdir: Path) -> Iterator[tuple[DemoSources, d
 def play(plan: Plan, workdir: Path) -> Tally:
     workdir.mkdir(parents=True, exist_ok=True)
     with campaign_sources(plan, workdir) as (sources, environment):
-        return Campaign(plan, workdir, sources, environment).play()
+        zygote = Zygote(os.environ | environment, PROJECT_DIR)
+        try:
+            return Campaign(plan, workdir, sources, environment, zygote).play()
+        finally:
+            zygote.stop()

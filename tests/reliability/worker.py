@@ -1,12 +1,13 @@
-"""One flow run of the campaign, in its own process so the campaign can SIGKILL it.
+"""One flow run of the campaign, in a process of its own so the campaign can SIGKILL it.
 
 Runs the real flows (``elt`` for the whole pipeline, ``ingest-source`` per source for an
 ingest-only round) against the Prefect API in ``PREFECT_API_URL``. Before each step it
 prints ``MARK <stage> [<dlt pipeline>]`` on stdout, so the campaign knows where a kill
 lands: the wrappers only announce and then call the product's own functions unchanged.
 
-Usage: ``python -m tests.reliability.worker full|ingest SOURCE…``; exit status 0 when the
-run passed, 1 with ``FAILED <first line>`` when it failed.
+The campaign forks each run from tests/reliability/zygote.py, which calls ``instrument()``
+once and ``run()`` per child; by hand: ``python -m tests.reliability.worker full|ingest
+SOURCE…``. Exit status 0 when the run passed, 1 with ``FAILED <first line>`` when it failed.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def instrument() -> None:
     flows.elt.run_dbt_operation = _announcing("publish", flows.elt.run_dbt_operation, "publish_marts")
 
 
-def main(mode: str, sources: list[str]) -> int:
-    instrument()
+def run(mode: str, sources: list[str]) -> int:
+    """One run of the instrumented flows; its exit status."""
     from flows.elt import EltRunFailed, elt
     from flows.ingest_source import ingest_source
     from flows.redact import first_line
@@ -85,4 +86,5 @@ def main(mode: str, sources: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2:]))
+    instrument()
+    sys.exit(run(sys.argv[1], sys.argv[2:]))

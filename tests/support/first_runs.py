@@ -12,7 +12,8 @@ A first run keeps its stand-ins and its warehouse up until the session ends; its
 (and dbt's target folder, its own) apply only inside ``FirstRun.settings_applied()``.
 
 A pytest plugin (registered in ``tests/conftest.py``): ``snowflake_first_run``,
-``bigquery_first_run``, ``duckdb_dev_first_run``.
+``bigquery_first_run``, ``duckdb_dev_first_run``, and ``bigquery_marts`` for the agreement,
+which under two workers runs beside BigQuery's module, not after it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pytest
 
 from flows.config import load_settings
 from flows.elt import EltRunFailed, elt
+from flows.redact import first_line
 from flows.report import RunSummary
 from standins import DemoSources, demo_sources
 from tests.emulators.bigquery_server import BigQueryEmulator, bigquery_emulator
@@ -37,6 +39,8 @@ from tests.emulators.snowflake import FakeSnowflake, running_fakesnow
 from tests.support import bigquery, snowflake
 from tests.support.demo_tables import COUNTED_TABLES
 from tests.support.fingerprints import mart_fingerprints
+from tests.support.scheduling import BIGQUERY_FIRST_RUN, scope_of
+from tests.support.workers import publish, shared_folder, wait_for, worker_count
 
 N_ORDERS = 200
 # the marts hash personal data with the salt: the same salt everywhere, or no hash would match
@@ -46,7 +50,8 @@ DEV_SETTINGS = {"ELT_ENV": "dev", "ELT_DEVELOPER": "CI"}
 DEV_PREFIX = "dev_ci_"
 
 Query = Callable[[str], list[tuple[Any, ...]]]
-FIRST_RUNS = ("snowflake_first_run", "bigquery_first_run", "duckdb_dev_first_run")
+# how long the agreement waits for BigQuery's first run on the other worker
+BIGQUERY_WAIT_S = 900
 
 
 @dataclass
@@ -154,15 +159,43 @@ class BigQueryFirstRun(FirstRun):
     emulator: BigQueryEmulator | None = None
 
 
+def _bigquery_marts_file(config: pytest.Config) -> Path:
+    return shared_folder(config) / "bigquery-marts.json"
+
+
 @pytest.fixture(scope="session")
-def bigquery_first_run(session_dir: Path, prefect_harness: None) -> Iterator[BigQueryFirstRun]:
-    """The first run on BigQuery's emulator."""
+def bigquery_first_run(
+    session_dir: Path, prefect_harness: None, pytestconfig: pytest.Config
+) -> Iterator[BigQueryFirstRun]:
+    """The first run on BigQuery's emulator; its marts also go to the session's shared
+    folder, for the agreement test on the other worker (``bigquery_marts``)."""
     workdir = _workdir(session_dir, "bigquery-first-run")
-    with (
-        bigquery_emulator(workdir / "bigquery") as emulator,
-        first_run(workdir, emulator.client_environment(), bigquery.query) as run,
-    ):
-        yield BigQueryFirstRun(**vars(run), emulator=emulator)
+    marts_file = _bigquery_marts_file(pytestconfig)
+    try:
+        with (
+            bigquery_emulator(workdir / "bigquery") as emulator,
+            first_run(workdir, emulator.client_environment(), bigquery.query) as run,
+        ):
+            publish(marts_file, {"marts": run.marts})
+            yield BigQueryFirstRun(**vars(run), emulator=emulator)
+    except BaseException as exc:
+        if not marts_file.exists():  # the waiting worker fails at once, not after its timeout
+            publish(marts_file, {"error": f"BigQuery's first run failed: {first_line(exc)}"})
+        raise
+
+
+@pytest.fixture(scope="session")
+def bigquery_marts(request: pytest.FixtureRequest) -> dict[str, tuple[int, str]]:
+    """BigQuery's published marts after its first run: from this process when BigQuery's
+    module runs here, else from the worker that runs it (tests/support/scheduling.py always
+    puts the two first-run scopes on different workers)."""
+    items = request.session.items
+    if worker_count() < 2 or not any(scope_of(item.nodeid) == BIGQUERY_FIRST_RUN for item in items):
+        return request.getfixturevalue("bigquery_first_run").marts
+    found = wait_for(_bigquery_marts_file(request.config), BIGQUERY_WAIT_S, "BigQuery's first run")
+    if "error" in found:
+        pytest.fail(found["error"])
+    return {mart: (rows, checksum) for mart, (rows, checksum) in found["marts"].items()}
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,9 @@ It is a process of its own for about five minutes, most of them spent waiting on
 runs (well under one core), so started first it finishes before its test is reached and
 the test only reads the verdict. It has its own PostgreSQL, stand-ins, Prefect server and
 warehouse, so nothing it does touches another test. Only a session that selected its test
-starts it: the pytest process itself, or with ``-n`` xdist's controller, which hands the
-campaign's folder to the workers; the worker that runs the test waits for the files.
+starts it: the pytest process itself, or with ``-n`` xdist's controller; it writes in the
+session's shared folder (tests/support/workers.py), where the worker that runs the test
+waits for the files.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 
 from flows.config import PROJECT_DIR
+from tests.support.workers import is_worker, shared_folder
 
 CAMPAIGN_TEST = "tests/integration/test_reliability.py::"
 TIMEOUT_S = 1800
-_FOLDER = "light_campaign_dir"
 STDOUT, STDERR, RETURNCODE = "stdout.txt", "stderr.txt", "returncode"
 
 
@@ -49,6 +49,7 @@ class Campaign:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.folder.mkdir(parents=True)
         work = self.folder / "work"
         command = shlex.join([sys.executable, "-m", "tests.reliability", "--light", "--workdir", str(work)])
         out, err, status = (shlex.quote(str(self.folder / name)) for name in (STDOUT, STDERR, RETURNCODE))
@@ -89,21 +90,8 @@ class Campaign:
 _CAMPAIGN = pytest.StashKey[Campaign]()
 
 
-def _is_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    if _is_worker(config):
-        config.stash[_CAMPAIGN] = Campaign(Path(config.workerinput[_FOLDER]))  # type: ignore[attr-defined]
-    else:
-        config.stash[_CAMPAIGN] = Campaign(Path(tempfile.mkdtemp(prefix="elt-light-campaign-")))
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    """xdist's controller: every worker learns where the campaign writes."""
-    node.workerinput[_FOLDER] = str(node.config.stash[_CAMPAIGN].folder)
+    config.stash[_CAMPAIGN] = Campaign(shared_folder(config) / "light-campaign")
 
 
 def _start_if_selected(config: pytest.Config, node_ids: list[str]) -> None:
@@ -122,12 +110,12 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if not _is_worker(session.config):
+    if not is_worker(session.config):
         _start_if_selected(session.config, [item.nodeid for item in session.items])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if not _is_worker(config):
+    if not is_worker(config):
         config.stash[_CAMPAIGN].stop()
 
 
@@ -135,6 +123,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def light_campaign(pytestconfig: pytest.Config) -> Verdict:
     """The campaign's exit status and output, waiting for it if it is still running."""
     campaign = pytestconfig.stash[_CAMPAIGN]
-    if not _is_worker(pytestconfig) and campaign.process is None:  # selected after collection
+    if not is_worker(pytestconfig) and campaign.process is None:  # selected after collection
         campaign.start()
     return campaign.verdict()
