@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.processes import stop_process_group
 
 EMULATOR_DIR = Path(__file__).resolve().parent / "bigquery"
 EMULATOR_PYTHON = EMULATOR_DIR / ".venv" / "bin" / "python"
@@ -142,13 +143,7 @@ def _wait_until_ready(process: subprocess.Popen[bytes], log: Path, timeout_s: fl
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the emulator's process group, SIGKILL it if it lingers."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    stop_process_group(process, grace_s=10)
     if process.stdout is not None:
         process.stdout.close()
 

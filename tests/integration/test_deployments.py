@@ -31,6 +31,7 @@ from flows.ingest import source_tag
 from standins import demo_sources
 from tests.support.postgres import Database
 from tests.support.prefect_database import copy_template
+from tests.support.processes import stop_process_group
 
 pytestmark = pytest.mark.e2e
 
@@ -84,19 +85,6 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
         return subprocess.Popen(
             command, env=env, cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def stop_unfinished_runs(platform: Platform) -> None:
@@ -185,9 +173,9 @@ def platform(session_dir: Path, postgres_database: Database) -> Iterator[Platfor
                 yield platform
             finally:
                 stop_unfinished_runs(platform)
-                stop(worker)
+                stop_process_group(worker, grace_s=15, kill_wait_s=5)
     finally:
-        stop(server)
+        stop_process_group(server, grace_s=15, kill_wait_s=5)
 
 
 def flow_runs(platform: Platform, ids: list[str]) -> list[dict[str, Any]]:

@@ -2,12 +2,14 @@
 
 Why: a child run used to be a fresh ``python -m tests.reliability.worker``, and importing
 the flows (Prefect, dlt, pandas, the sources) costs ~6.5 s of CPU before a run does
-anything: half of the light campaign's CPU, which ``make test`` spends beside the suite on
-two cores. A forked child is still a process of its own, in a session of its own, killed
-the same way (``os.killpg``); only the imports are shared. The parent does nothing but
-import and fork (it refuses to fork with a second thread running), and each child starts
-as a fresh process would: its own environment applied, ``random`` re-seeded, the cached
-temporary directory forgotten (``TMPDIR`` may differ per run).
+anything; the light campaign, which ``make test`` runs beside the suite on two cores, makes
+18 runs (its CPU in a suite run: 248 s before, 185 s after). A forked child is still a
+process of its own, in a session of its own, killed the same way (``os.killpg``); only the
+imports are shared. The parent only imports and forks: it refuses to fork with a second
+Python thread running (the one other thread it has is a jemalloc background thread,
+pyarrow's or DuckDB's allocator, which jemalloc makes fork-safe with ``pthread_atfork``
+handlers). Each child starts as a fresh process would: its own environment applied,
+``random`` re-seeded, the cached temporary directory forgotten (``TMPDIR`` may differ).
 
 Protocol, one run at a time: a JSON line ``{"mode", "sources", "env", "stderr"}`` on stdin;
 on stdout ``<CONTROL>PID <pid>``, then every line the child prints, then

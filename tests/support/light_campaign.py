@@ -12,10 +12,8 @@ waits for the files.
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from typing import Any
 import pytest
 
 from flows.config import PROJECT_DIR
+from tests.support.processes import stop_process_group
 from tests.support.workers import is_worker, shared_folder
 
 CAMPAIGN_TEST = "tests/integration/test_reliability.py::"
@@ -72,14 +71,8 @@ class Campaign:
 
     def stop(self) -> None:
         """SIGTERM unwinds the campaign (its servers stop); whatever is left is killed."""
-        for sig, grace in ((signal.SIGTERM, 60), (signal.SIGKILL, 10)):
-            if self.process is None or self.process.poll() is not None:
-                break
-            try:
-                os.killpg(self.process.pid, sig)
-                self.process.wait(grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
+        if self.process is not None:
+            stop_process_group(self.process, grace_s=60)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _read(self, name: str) -> str:

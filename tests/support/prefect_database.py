@@ -2,22 +2,22 @@
 
 Why: a Prefect server on a fresh SQLite file first runs its Alembic migrations, ~12 s of
 CPU on the 2-core machine (``prefect server database upgrade``: 17 s on a fresh file, 5 s on
-a migrated one, both mostly imports otherwise), and ``make test`` starts four servers (one
-per worker, the light crash campaign's, test_deployments'). The pytest process (or xdist's
-controller) migrates a template file in the background as the session starts; a server
-starts from a copy of it, or, if there is none, migrates its own file as before.
+a migrated one, mostly imports), and ``make test`` starts four servers (one per worker, the
+light crash campaign's, test_deployments'). The first server to start migrates a template
+in the session's shared folder, under a lock; every server starts from a copy of it.
+A session that starts no server migrates nothing.
 
 A pytest plugin (registered in ``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -26,52 +26,51 @@ from unittest import mock
 import pytest
 
 from flows.config import TELEMETRY_OFF
-from tests.support.workers import is_worker, shared_folder
+from tests.support.workers import shared_folder
 
-# where the template is, for this process and every process it starts (the campaign)
+# where the template goes, for this process and the processes it starts (the campaign)
 TEMPLATE_SETTING = "ELT_TESTS_PREFECT_DATABASE"
-_DONE = ".done"
-WAIT_S = 300
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if is_worker(config) or config.option.collectonly:
-        return
-    folder = shared_folder(config) / "prefect-template"
-    folder.mkdir()
-    template = folder / "prefect.db"
-    environment = (
-        os.environ
-        | TELEMETRY_OFF
-        | {
-            "PREFECT_HOME": str(folder / "home"),
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{template}",
-        }
-    )
-    upgrade = [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"]
-    # the exit status lands in .done, so a reader knows both that it ended and how
-    record_status = '"$@" >/dev/null 2>&1; echo $? > "$0.tmp" && mv "$0.tmp" "$0"'
-    subprocess.Popen(
-        ["sh", "-c", record_status, str(folder / _DONE), *upgrade], env=environment, start_new_session=True
-    )
-    os.environ[TEMPLATE_SETTING] = str(template)
+    os.environ[TEMPLATE_SETTING] = str(shared_folder(config) / "prefect-template" / "prefect.db")
 
 
-def copy_template(destination: Path) -> bool:
-    """Put the session's migrated database at ``destination``; False when there is none
-    (outside pytest, or its migration failed): the server then migrates its own."""
-    template = os.environ.get(TEMPLATE_SETTING)
-    if not template:
-        return False
-    done = Path(template).with_name(_DONE)
-    deadline = time.monotonic() + WAIT_S
-    while not done.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if not done.exists() or done.read_text().strip() != "0":
-        return False
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, destination)
-    return True
+def _template() -> Path | None:
+    """The migrated template, made now if no process made it yet; None outside pytest or
+    when the migration failed (the server then migrates its own file, as without this)."""
+    setting = os.environ.get(TEMPLATE_SETTING)
+    if not setting:
+        return None
+    template = Path(setting)
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with (template.parent / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then copies
+        if not template.exists():
+            partial = template.with_name("partial.db")
+            partial.unlink(missing_ok=True)
+            environment = (
+                os.environ
+                | TELEMETRY_OFF
+                | {
+                    "PREFECT_HOME": str(template.parent / "home"),
+                    "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{partial}",
+                }
+            )
+            upgrade = [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"]
+            migrated = subprocess.run(upgrade, env=environment, capture_output=True, timeout=300, check=False)
+            if migrated.returncode:
+                return None
+            partial.replace(template)
+    return template
+
+
+def copy_template(destination: Path) -> None:
+    """Put the session's migrated database at ``destination`` (where there is one)."""
+    template = _template()
+    if template is not None:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, destination)
 
 
 @contextmanager
