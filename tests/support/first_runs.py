@@ -179,8 +179,9 @@ def bigquery_first_run(
             publish(marts_file, {"marts": run.marts})
             yield BigQueryFirstRun(**vars(run), emulator=emulator)
     except BaseException as exc:
-        if not marts_file.exists():  # the waiting worker fails at once, not after its timeout
-            publish(marts_file, {"error": f"BigQuery's first run failed: {first_line(exc)}"})
+        if not marts_file.exists():  # the waiting worker learns at once, not after its timeout
+            outcome = "skipped" if isinstance(exc, pytest.skip.Exception) else "error"
+            publish(marts_file, {outcome: f"BigQuery's first run: {first_line(exc)}"})
         raise
 
 
@@ -193,6 +194,8 @@ def bigquery_marts(request: pytest.FixtureRequest) -> dict[str, tuple[int, str]]
     if worker_count() < 2 or not any(scope_of(item.nodeid) == BIGQUERY_FIRST_RUN for item in items):
         return request.getfixturevalue("bigquery_first_run").marts
     found = wait_for(_bigquery_marts_file(request.config), BIGQUERY_WAIT_S, "BigQuery's first run")
+    if "skipped" in found:
+        pytest.skip(found["skipped"])
     if "error" in found:
         pytest.fail(found["error"])
     return {mart: (rows, checksum) for mart, (rows, checksum) in found["marts"].items()}
