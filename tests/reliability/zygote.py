@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -47,6 +48,8 @@ def _child(request: dict[str, Any], write_end: int) -> None:
         from tests.reliability.worker import run
 
         status = run(request["mode"], request["sources"])
+    except BaseException:  # what run() does not report itself goes to the run's stderr
+        traceback.print_exc()
     finally:
         os._exit(status)
 
