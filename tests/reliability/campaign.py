@@ -152,6 +152,16 @@ class Tally:
         return "\n".join(lines)
 
 
+def _kill(pid: int) -> bool:
+    """SIGKILL a run's process group; False when the run had already ended (the zygote
+    reaps a run as soon as it exits, so unlike a Popen child it leaves no zombie behind)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def log(message: str) -> None:
     print(f"[reliability {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -189,7 +199,7 @@ class Campaign:
         marks: list[tuple[str, float]] = []
         tail: list[str] = []
         killed_in = None
-        timer = threading.Timer(RUN_TIMEOUT_S, lambda: os.killpg(pid, signal.SIGKILL))
+        timer = threading.Timer(RUN_TIMEOUT_S, _kill, (pid,))
         timer.start()
         started = time.monotonic()
         for raw in self.zygote.lines():
@@ -204,8 +214,7 @@ class Campaign:
             seen = sum(1 for name, _ in marks if name == stage)
             if kill and kill[0] == stage and seen == kill[1]:
                 time.sleep(kill[2])
-                os.killpg(pid, signal.SIGKILL)
-                killed_in = stage
+                killed_in = stage if _kill(pid) else None  # None: the run ended first
                 break
             if on_mark and on_mark[0] == stage and seen == 1:
                 time.sleep(on_mark[1])
