@@ -13,7 +13,6 @@ waits for the files.
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -70,10 +69,10 @@ class Campaign:
         return Verdict(int(returncode.read_text()), self._read(STDOUT), self._read(STDERR))
 
     def stop(self) -> None:
-        """SIGTERM unwinds the campaign (its servers stop); whatever is left is killed."""
+        """SIGTERM unwinds the campaign (its servers stop); whatever is left is killed. Its
+        folder goes with the session's shared folder (tests/support/workers.py)."""
         if self.process is not None:
             stop_process_group(self.process, grace_s=60)
-        shutil.rmtree(self.folder, ignore_errors=True)
 
     def _read(self, name: str) -> str:
         path = self.folder / name
