@@ -7,12 +7,14 @@ Written through dlt (append), so it works the same on DuckDB, Snowflake and BigQ
 * ``elt_audit.loads``: run id, source, dataset, table, rows, started/finished, outcome, error
 * ``elt_audit.contracts``: run id, table, passed, failed checks, checked at
 * ``elt_audit.backfills``: the chunks of each backfill that are loaded (flows/backfill.py)
+* ``elt_audit.dbt_nodes``, ``build_inputs``, ``dbt_manifests``: what each dbt build did
+  (flows/build_state.py)
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +69,9 @@ _COLUMNS = {
         "failed_checks": {"data_type": "text", "nullable": True},
         "checked_at": {"data_type": "timestamp"},
     },
+    "dbt_nodes": {"recorded_at": {"data_type": "timestamp"}},
+    "build_inputs": {"recorded_at": {"data_type": "timestamp"}},
+    "dbt_manifests": {"recorded_at": {"data_type": "timestamp"}, "manifest": {"data_type": "text"}},
     "backfills": {
         "chunk_start": {"data_type": "timestamp"},
         "chunk_end": {"data_type": "timestamp"},
@@ -76,24 +81,38 @@ _COLUMNS = {
 }
 
 
+# tables that keep only the latest record: each is large and only the latest is read
+_LATEST_ONLY = frozenset({"dbt_manifests"})
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
 
 def record(settings: Settings, table: str, records: Sequence[Any]) -> None:
     """Append ``records`` (dataclasses) to ``elt_audit.<table>`` (``loads``, ``contracts``, ``backfills``)."""
-    if not records:
+    record_tables(settings, {table: records})
+
+
+def record_tables(settings: Settings, tables: Mapping[str, Sequence[Any]]) -> None:
+    """Append records (dataclasses) to several audit tables in one load (or replace, for the
+    tables that keep only their latest record)."""
+    resources = [
+        dlt.resource(
+            [asdict(item) for item in records],
+            name=table,
+            write_disposition="replace" if table in _LATEST_ONLY else "append",
+            columns=_COLUMNS.get(table, {}),
+        )
+        for table, records in tables.items()
+        if records
+    ]
+    if not resources:
         return
     pipeline = _pipeline(settings)
     if forget_state_unknown_to_warehouse(pipeline):  # a stale local schema would skip CREATE TABLE
         pipeline = _pipeline(settings)
-    pipeline.run(
-        [asdict(item) for item in records],
-        table_name=table,
-        write_disposition="append",
-        columns=_COLUMNS[table],
-        loader_file_format=settings.loader_file_format,
-    ).raise_on_failed_jobs()
+    pipeline.run(resources, loader_file_format=settings.loader_file_format).raise_on_failed_jobs()
 
 
 def record_contracts(settings: Settings, results: list[ContractResult], run_id: str) -> None:

@@ -23,9 +23,11 @@ from dlt_sources.errors import SourceError
 from dlt_sources.sql_database import declared_databases
 from flows.alerts import alert_failed_run, resolve_failed_run
 from flows.audit import now, query_audit, record, utc
+from flows.build import build_and_publish
 from flows.config import Settings, environment, load_settings
-from flows.elt import EltRunFailed, build_and_publish, run_id
+from flows.elt import EltRunFailed
 from flows.freshness import parse_duration
+from flows.gates import run_id
 from flows.ingest import ingest_sources
 from flows.report import RunSummary
 
@@ -130,8 +132,8 @@ def backfill(
         log.info("backfill %s: chunk %s loaded (%d rows)", source, window.window(), result.total_rows)
     report = RunSummary(warehouse=settings.warehouse.name)
     try:
-        # the facts pick up the reloaded rows by their new load ids (models/marts, incremental)
-        build_and_publish(report, settings, ["--select", f"source:raw_{source}+"])
+        # what the reloaded tables feed; the facts pick the rows up by their new load ids
+        build_and_publish(report, settings, [source])
     except Exception as exc:
         raise EltRunFailed(report) from exc
     return summary

@@ -158,15 +158,32 @@ def run_contracts(
     checks_dir: Path = CHECKS_DIR,
     sources: Sequence[str] | None = None,
     target: ContractTarget | None = None,
+    tables: Sequence[str] | None = None,
 ) -> list[ContractResult]:
-    """Gate a layer: verify all of its contracts, log each, raise ContractsFailed if any failed."""
+    """Gate a layer: verify all of its contracts, log each, raise ContractsFailed if any failed.
+
+    ``tables`` narrows the gate to the contracts of those tables (the marts a run built);
+    a table without a contract fails it: nothing is published unchecked.
+    """
     log = _task_logger()
     paths = contract_paths(layer, checks_dir, sources)
     if not paths:
         # An empty gate would pass everything; a missing checks dir is a deployment bug.
         raise ContractsFailed(f"no contracts found for layer {layer!r} under {Path(checks_dir) / layer}")
+    unchecked: list[ContractResult] = []
+    if tables is not None:
+        paths = [path for path in paths if path.stem in tables]
+        unchecked = [
+            ContractResult(
+                Path(checks_dir) / layer / f"{table}.yml",
+                table,
+                passed=False,
+                error=f"table {table} has no contract; write one (`elt contracts scaffold {table}`)",
+            )
+            for table in sorted(set(tables) - {path.stem for path in paths})
+        ]
 
-    results = verify_contracts(paths, datasource, variables, target)
+    results = verify_contracts(paths, datasource, variables, target) + unchecked
     for result in results:
         (log.info if result.passed else log.error)(result.summary())
 

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dlt_sources.errors import SourceError
 from flows.config import ConfigError, apply_runtime_environment, data_dir, load_settings
@@ -42,28 +43,30 @@ SourceOption = Annotated[
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: messages name settings like [sources.shop], which rich would take for markup
+    errors.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
-def _run_flow(sources: list[str] | None, warehouse: str | None) -> None:
+def _run_flow(sources: list[str] | None, warehouse: str | None, full_build: bool = False) -> None:
     """Validate the settings, run the flow, print its report; exit 1 on any failure."""
     try:
         load_settings(warehouse)
     except ConfigError as exc:
         _fail(str(exc))
+    from dlt_sources.registry import SOURCES
     from flows.ingest import unknown_sources
 
     unknown = unknown_sources(sources or [])
     if unknown:
-        _fail(f"unknown source(s) {', '.join(unknown)} (--source)")
+        _fail(f"unknown source(s) {', '.join(unknown)} (--source); the sources are {', '.join(SOURCES)}")
 
     from flows.elt import EltRunFailed, elt
     from flows.ingest import source_error_in
 
     started = time.perf_counter()
     try:
-        summary = elt(sources=sources, warehouse=warehouse)
+        summary = elt(sources=sources, warehouse=warehouse, full_build=full_build)
     except EltRunFailed as exc:
         exc.summary.print(console)
         cause = source_error_in(exc)
@@ -75,9 +78,15 @@ def _run_flow(sources: list[str] | None, warehouse: str | None) -> None:
 
 
 @app.command()
-def run(sources: SourceOption = None, warehouse: WarehouseOption = None) -> None:
-    """Run the ELT flow: ingest → raw contracts → dbt build → mart contracts."""
-    _run_flow(sources, warehouse)
+def run(
+    sources: SourceOption = None,
+    warehouse: WarehouseOption = None,
+    full_build: Annotated[
+        bool, typer.Option("--full-build", help="Rebuild every dbt node, not only what changed.")
+    ] = False,
+) -> None:
+    """Run the ELT flow: ingest → raw contracts → dbt build of what changed → mart contracts → publish."""
+    _run_flow(sources, warehouse, full_build)
 
 
 @app.command()
@@ -200,6 +209,34 @@ def backfill(
         f"backfill {summary.backfill_id}: {len(summary.chunks_loaded)} chunks loaded "
         f"({summary.rows:,} rows), {len(summary.chunks_skipped)} already done"
     )
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def dbt(ctx: typer.Context, warehouse: WarehouseOption = None) -> None:
+    """Run dbt in transform/ against the chosen warehouse: `elt dbt build -s fct_orders+ -w snowflake`.
+
+    The credentials come from the same settings as the flow's (environment,
+    .dlt/secrets.toml, Prefect Secret blocks), so nothing needs exporting by hand.
+    Building by hand never publishes (see the README's write-audit-publish).
+    """
+    apply_runtime_environment()
+    try:
+        load_settings(warehouse).export_tool_environment()
+    except ConfigError as exc:
+        _fail(str(exc))
+    from dbt.cli.main import dbtRunner
+
+    from flows.config import TRANSFORM_DIR
+
+    arguments = list(ctx.args)
+    for flag in ("--project-dir", "--profiles-dir"):
+        if flag not in arguments and arguments[:1] not in (["--help"], ["-h"], ["--version"], []):
+            arguments += [flag, str(TRANSFORM_DIR)]
+    result = dbtRunner().invoke(arguments)
+    raise typer.Exit(0 if result.success else 1)
 
 
 cdc = typer.Typer(help="Postgres change data capture: publication, slot, lag, re-snapshot.")

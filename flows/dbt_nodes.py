@@ -7,9 +7,9 @@ this process, and a dbt callback turns each node's start and finish into the sam
 ``prefect.task-run.*`` events Prefect's own task engine sends; the server's task-run
 recorder writes them in bulk. Nodes appear live in the UI (Running when dbt starts
 them, then Completed or Failed with dbt's message and time), named
-``"<resource type> <node name>"``. A retry of the flow re-runs only the failed nodes
-and their children through ``dbt retry`` (flows/transform.py); each attempt's task
-runs carry the flow run's attempt number.
+``"<resource type> <node name>"``. A retry of the flow builds the nodes that failed or
+were skipped (they are pending, flows/build_state.py); each attempt's task runs carry
+the flow run's attempt number.
 """
 
 from __future__ import annotations

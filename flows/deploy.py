@@ -205,6 +205,7 @@ def deploy(pool_limit: int | None) -> list[str]:
     from prefect.client.orchestration import get_client
 
     from dlt_sources.registry import SOURCES
+    from flows.build_lock import BUILD_LOCK, ensure_build_lock
 
     url = check_api()
     drift = deployment_drift()
@@ -213,6 +214,7 @@ def deploy(pool_limit: int | None) -> list[str]:
     with get_client(sync_client=True) as client:
         created = ensure_work_pool(client, WORK_POOL, pool_limit)
         limits = ensure_source_limits(client, SOURCES)
+    ensure_build_lock()
     output = register_deployments(url)
     names = re.findall(r"Deployment '([^']+)' successfully", output)
     pool_runs = "no limit" if pool_limit is None else f"at most {pool_limit} run(s) at once"
@@ -220,6 +222,7 @@ def deploy(pool_limit: int | None) -> list[str]:
     return [
         f"work pool {WORK_POOL}: {'created' if created else 'exists'} ({pool_runs})",
         f"task concurrency limits (1 slot each): {', '.join(limits)}",
+        f"build lock: global concurrency limit {BUILD_LOCK} (1 slot)",
         f"registered {len(names)} deployment(s) with {url}: {listed}",
         f"start a worker: prefect worker start --pool {WORK_POOL}",
     ]

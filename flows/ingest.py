@@ -105,6 +105,7 @@ def run_source(source: str, settings: Settings) -> IngestResult:
             raise cause from exc
         raise
     load_info.raise_on_failed_jobs()
+    new_tables, new_columns = _schema_changes(load_info, pipeline.default_schema)
     after_load = spec.after_load(pipeline) if spec.after_load else None
     normalized = pipeline.last_trace.last_normalize_info
     rows = {
@@ -121,25 +122,31 @@ def run_source(source: str, settings: Settings) -> IngestResult:
         finished_at=now(),
         tables=sorted(pipeline.default_schema.data_table_names()),
         load_ids=list(load_info.loads_ids),
-        schema_changes=_schema_changes(load_info),
+        new_tables=new_tables,
+        schema_changes=new_columns,
         notes=list(after_load.notes) if after_load else [],
         warnings=list(after_load.warnings) if after_load else [],
     )
 
 
-def _schema_changes(load_info: Any) -> list[str]:
-    """New tables and columns this load added to the raw schema, as ``table.column``."""
-    changes: list[str] = []
+def _schema_changes(load_info: Any, schema: Any) -> tuple[dict[str, int], list[str]]:
+    """What this load added to the raw schema: new tables (with their column count) and
+    new columns of tables that existed, as ``table.column``. A table is new when every
+    column it has came with this load."""
+    new_tables: dict[str, int] = {}
+    new_columns: set[str] = set()
     for package in load_info.load_packages:
         for table_name, table in package.schema_update.items():
             if table_name.startswith("_dlt"):
                 continue
-            changes.extend(
-                f"{table_name}.{column}"
-                for column in table.get("columns", {})
-                if not column.startswith("_dlt")
-            )
-    return sorted(set(changes))
+            added = {column for column in table.get("columns", {}) if not column.startswith("_dlt")}
+            known = schema.get_table_columns(table_name) if table_name in schema.tables else added
+            columns = {column for column in known if not column.startswith("_dlt")}
+            if columns <= added:
+                new_tables[table_name] = len(columns)
+            else:
+                new_columns |= {f"{table_name}.{column}" for column in added}
+    return new_tables, sorted(new_columns)
 
 
 def _in_chain(exc: BaseException, kind: type[E]) -> E | None:

@@ -20,7 +20,8 @@ from dlt_sources.errors import SourceError
 from dlt_sources.registry import SOURCES
 from flows.alerts import alert_failed_run, resolve_failed_run
 from flows.config import load_settings
-from flows.elt import EltRunFailed, gate, run_id
+from flows.elt import EltRunFailed
+from flows.gates import gate, run_id
 from flows.ingest import ingest_sources
 from flows.report import RunSummary
 

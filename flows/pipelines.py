@@ -31,3 +31,13 @@ def raw_dataset(source: str, settings: Settings) -> str:
 def source_pipeline(source: str, settings: Settings) -> dlt.Pipeline:
     """The pipeline that loads one source into ``raw_<source>``."""
     return warehouse_pipeline(settings, f"elt_{source}", f"raw_{source}")
+
+
+def catalog_pipeline(settings: Settings, dataset: str) -> dlt.Pipeline:
+    """A pipeline that only reads ``dataset`` (named in full, prefix included): what exists there."""
+    return dlt.pipeline(
+        pipeline_name="elt_catalog",
+        destination=settings.dlt_destination(),
+        dataset_name=dataset,
+        pipelines_dir=str(settings.pipelines_dir),
+    )

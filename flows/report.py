@@ -33,6 +33,9 @@ class RunSummary:
     ingests: list[IngestResult] = field(default_factory=list)
     contracts: list[ContractResult] = field(default_factory=list)
     dbt: DbtBuildSummary | None = None
+    # what the build planned (flows/dbt_graph.py): one line, then the nodes that wait
+    build_plan: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -103,9 +106,14 @@ class RunSummary:
             "|---|---:|",
         ]
         lines += [f"| {table} | {rows:,} |" for table, rows in self.table_rows()]
-        changes = [f"{r.dataset}.{change}" for r in self.ingests for change in r.schema_changes]
+        changes = [
+            f"- new table `{r.dataset}.{table}` ({columns} columns)"
+            for r in self.ingests
+            for table, columns in sorted(r.new_tables.items())
+        ]
+        changes += [f"- new column `{r.dataset}.{name}`" for r in self.ingests for name in r.schema_changes]
         if changes:
-            lines += ["", "## Schema changes", "", *[f"- new column `{change}`" for change in changes]]
+            lines += ["", "## Schema changes", "", *changes]
         if self.warnings:
             lines += ["", "## Warnings", "", *[f"- {warning}" for warning in self.warnings]]
         notes = [note for result in self.ingests for note in result.notes]
@@ -113,8 +121,12 @@ class RunSummary:
             lines += ["", "## Source notes", "", *[f"- {note}" for note in notes]]
         lines += ["", "## Stages", "", "| stage | seconds | status |", "|---|---:|---|"]
         lines += [f"| {s.name} | {s.seconds:.1f} | {s.status} |" for s in self.stages]
+        if self.build_plan or self.dbt:
+            lines += ["", "## dbt", "", *[f"- {line}" for line in self.build_plan]]
         if self.dbt:
-            lines += ["", "## dbt", "", self.dbt.describe(), "", *_dbt_nodes_markdown(self.dbt)]
+            lines += ["", self.dbt.describe(), "", *_dbt_nodes_markdown(self.dbt)]
+        if self.published:
+            lines += ["", f"Published: {', '.join(self.published)}"]
         lines += ["", "## Contracts", "", "| table | result | checks |", "|---|---|---:|"]
         for contract in self.contracts:
             verdict = "passed" if contract.passed else f"FAILED: {contract.failure_message()}"
@@ -144,8 +156,12 @@ class RunSummary:
         console.print(rows, stages, contracts)
         for warning in self.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        for line in self.build_plan:
+            console.print(line, highlight=False)
         if self.dbt:
             console.print(self.dbt.describe())
+        if self.published:
+            console.print(f"published: {', '.join(self.published)}", highlight=False)
         console.print("[green]ELT run succeeded[/]" if self.ok else f"[red]ELT run failed: {self.error}[/]")
 
 

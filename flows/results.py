@@ -29,6 +29,8 @@ class IngestResult:
     # every data table of the source, also those that got no new rows
     tables: list[str] = field(default_factory=list)
     load_ids: list[str] = field(default_factory=list)
+    # tables this load created (name → columns), and new columns of existing ones (table.column)
+    new_tables: dict[str, int] = field(default_factory=dict)
     schema_changes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

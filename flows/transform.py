@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from prefect import flow, get_run_logger
 
+from flows.build_state import write_manifest
 from flows.config import TRANSFORM_DIR
+from flows.dbt_graph import DbtGraph
 from flows.dbt_nodes import NodeTaskRuns
 from flows.results import DbtBuildSummary, NodeResult
 from flows.warehouses import DEFAULT_WAREHOUSE
@@ -102,15 +106,58 @@ def release_duckdb_connection() -> None:
         env.close()
 
 
+@dataclass(frozen=True)
+class ParsedProject:
+    """The dbt project parsed once per run: later invocations reuse dbt's manifest object."""
+
+    manifest: Any  # dbt's Manifest; handed to dbtRunner so build and ls skip parsing
+    contents: dict[str, Any]  # the manifest as JSON, what gets stored and compared
+    graph: DbtGraph
+
+
+def parse_project(*, target: str | None = None, target_path: Path | None = None) -> ParsedProject:
+    """``dbt parse``: the manifest of the project as it is now, with the target's settings."""
+    artifacts = TRANSFORM_DIR / Path(target_path or os.environ.get("DBT_TARGET_PATH") or "target")
+    result = _invoke(["parse"], target, _options(target_path))
+    if not result.success:
+        raise DbtInvocationError(f"dbt parse failed: {result.exception or 'see dbt errors above'}")
+    contents = json.loads((artifacts / "manifest.json").read_text(encoding="utf-8"))
+    return ParsedProject(result.result, contents, DbtGraph.from_manifest(contents))
+
+
+def modified_since(
+    project: ParsedProject, base: Mapping[str, Any] | None, *, target: str | None = None
+) -> frozenset[str] | None:
+    """Nodes and sources whose code differs from ``base`` (dbt's ``state:modified``).
+
+    None (everything counts as changed) without a base, or when the base was written by
+    another dbt version: dbt's comparison is only defined within one.
+    """
+    base_version = (base or {}).get("metadata", {}).get("dbt_version")
+    if base is None or base_version != project.contents["metadata"].get("dbt_version"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="elt-state-") as folder:
+        state = write_manifest(base, Path(folder))
+        command = ["ls", "--select", "state:modified", "--state", str(state), "--output", "json"]
+        # the list is the result, not output; "no node matches" is a normal answer, not a warning
+        options = _options(None) | {"log-level": "none"}
+        result = _invoke(
+            [*command, "--output-keys", "unique_id"], target, options, manifest=project.manifest, quiet=True
+        )
+    if not result.success:
+        raise DbtInvocationError(f"dbt ls --select state:modified failed: {result.exception}")
+    return frozenset(json.loads(line)["unique_id"] for line in result.result or ())
+
+
 def run_dbt_build(
     extra_args: Sequence[str] = (),
     *,
-    resume_failed: bool = False,
     target: str | None = None,
     project_dir: Path = TRANSFORM_DIR,
     profiles_dir: Path | None = None,
     target_path: Path | None = None,
     log_path: Path | None = None,
+    manifest: Any = None,
 ) -> DbtBuildSummary:
     """Run ``dbt build`` once and return a summary.
 
@@ -118,11 +165,8 @@ def run_dbt_build(
     flow it is a plain dbt run. ``extra_args`` go straight to dbt (for example
     ``["--select", "marts"]``); pass artifact locations as ``target_path`` /
     ``log_path`` rather than dbt flags so the summary is read from the right
-    place (``DBT_TARGET_PATH`` / ``DBT_LOG_PATH`` env vars also work).
-
-    ``resume_failed`` (a retry of a failed run): when the previous build in this target
-    folder failed, run ``dbt retry`` instead, which re-runs only the nodes that failed
-    or were skipped because of them.
+    place (``DBT_TARGET_PATH`` / ``DBT_LOG_PATH`` env vars also work). ``manifest``
+    (from :func:`parse_project`) spares dbt a second parse.
 
     Raises :class:`DbtBuildError` naming the failed nodes when any node fails,
     and :class:`DbtInvocationError` when dbt cannot run at all.
@@ -130,67 +174,75 @@ def run_dbt_build(
     project_dir = Path(project_dir)
     artifacts = Path(target_path or os.environ.get("DBT_TARGET_PATH") or "target")
     run_results_path = project_dir / artifacts / "run_results.json"  # an absolute artifacts path wins
-    command = ["build", *extra_args]
-    earlier = load_run_results(run_results_path) if resume_failed and run_results_path.exists() else None
-    previous = None
-    if earlier is not None and not earlier.success:
-        # dbt retry reads the failed run's results; it writes a new file with a new invocation id
-        command, previous = ["retry"], earlier.invocation_id
-    else:
-        # A stale file from an earlier run must never be mistaken for this run's results.
-        run_results_path.unlink(missing_ok=True)
-
-    options = {"project-dir": str(project_dir), "profiles-dir": str(profiles_dir or project_dir)}
-    if target_path is not None:
-        options["target-path"] = str(target_path)
+    # A stale file from an earlier run must never be mistaken for this run's results.
+    run_results_path.unlink(missing_ok=True)
+    options = _options(target_path, project_dir, profiles_dir)
     if log_path is not None:
         options["log-path"] = str(log_path)
-    result = _invoke(command, target, options)
-
-    summary = load_run_results(run_results_path) if run_results_path.exists() else None
-    if summary is None or (previous is not None and summary.invocation_id == previous):
+    result = _invoke(["build", *extra_args], target, options, manifest=manifest)
+    if not run_results_path.exists():
         raise DbtInvocationError(
-            f"dbt {command[0]} produced no run_results.json at {run_results_path}"
+            f"dbt build produced no run_results.json at {run_results_path}"
             + (f": {result.exception}" if result.exception else "")
         )
+    summary = load_run_results(run_results_path)
     if not summary.success:
         raise DbtBuildError(summary)
     return summary
 
 
 def run_dbt_operation(
-    macro: str, args: Mapping[str, Any] | None = None, *, target: str | None = None
+    macro: str, args: Mapping[str, Any] | None = None, *, target: str | None = None, manifest: Any = None
 ) -> None:
     """``dbt run-operation MACRO --args ARGS`` (publishing and quarantining marts).
 
-    Raises :class:`DbtInvocationError` with dbt's message when the macro fails.
+    Its artifacts go to ``<target folder>/operations``, so ``run_results.json`` in the
+    target folder stays the last build's. ``manifest`` (from :func:`parse_project`)
+    spares dbt a parse. Raises :class:`DbtInvocationError` with dbt's message when the
+    macro fails.
     """
     command = ["run-operation", macro]
     if args:
         command += ["--args", json.dumps(dict(args))]
-    options = {"project-dir": str(TRANSFORM_DIR), "profiles-dir": str(TRANSFORM_DIR)}
-    result = _invoke(command, target, options)
+    artifacts = Path(os.environ.get("DBT_TARGET_PATH") or "target") / "operations"
+    result = _invoke(command, target, _options(artifacts), manifest=manifest)
     if not result.success:
         reason = result.exception or "see dbt's errors above"
         raise DbtInvocationError(f"dbt run-operation {macro} failed: {reason}")
 
 
-def _invoke(command: list[str], target: str | None, options: Mapping[str, str]) -> Any:
+def _options(
+    target_path: Path | None, project_dir: Path = TRANSFORM_DIR, profiles_dir: Path | None = None
+) -> dict[str, str]:
+    options = {"project-dir": str(project_dir), "profiles-dir": str(profiles_dir or project_dir)}
+    if target_path is not None:
+        options["target-path"] = str(target_path)
+    return options
+
+
+def _invoke(
+    command: list[str],
+    target: str | None,
+    options: Mapping[str, str],
+    manifest: Any = None,
+    *,
+    quiet: bool = False,
+) -> Any:
     """One in-process dbt invocation; ``options`` are dbt flags without their dashes.
 
     Inside a flow the nodes are recorded as task runs and only dbt's warnings and errors
-    reach the run's log (the rest is in dbt's log file); outside one dbt prints as it does
-    on the command line.
+    reach the run's log (the rest is in dbt's log file; ``quiet``: none of it); outside one
+    dbt prints as it does on the command line.
     """
     # Imported lazily: dbt-core costs ~1 s to import, which commands that never run dbt skip.
     from dbt.cli.main import dbtRunner
 
     callbacks: list[Callable[[Any], None]] = []
     if (recorder := NodeTaskRuns.for_current_flow_run()) is not None:
-        callbacks += [recorder, _log_problems(get_run_logger())]
+        callbacks += [recorder] if quiet else [recorder, _log_problems(get_run_logger())]
         options = {**options, "log-level": "none", "log-level-file": "info"}
     try:
-        runner = dbtRunner(callbacks=callbacks)
+        runner = dbtRunner(manifest=manifest, callbacks=callbacks)
         flags = [part for name, value in options.items() for part in (f"--{name}", value)]
         return runner.invoke([*command, "--target", target or dbt_target(), *flags])
     finally:

@@ -11,13 +11,17 @@ for them, and for the customers' raw emails.
 from __future__ import annotations
 
 import json
+import random
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import psycopg2
 import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
@@ -28,8 +32,10 @@ from dlt_sources.registry import SOURCES
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import FAILED, LOADED
 from flows.cli import app
-from flows.config import environment, load_settings
+from flows.config import TRANSFORM_DIR, environment, load_settings
 from flows.elt import EltRunFailed, elt
+from flows.report import RunSummary
+from flows.transform import release_duckdb_connection, run_dbt_build
 from standins import (
     DEMO_GITHUB_TOKEN,
     DEMO_STRIPE_KEY,
@@ -38,6 +44,7 @@ from standins import (
     demo_sources,
     shop_db,
 )
+from standins.dataset import charge_object
 from standins.postgres import PostgresServer
 from tests.support.demo_tables import (
     COUNTED_TABLES,
@@ -49,6 +56,7 @@ from tests.support.demo_tables import (
 )
 from tests.support.postgres import password_dsn, require_password
 from tests.support.receivers import Received, webhook_receiver
+from tests.support.row_hashes import row_hash
 from tests.support.secrets_scan import (
     EMAIL_SQL,
     Text,
@@ -181,14 +189,112 @@ def test_rerun_on_fresh_worker_loads_nothing(first_run: dict[str, int]) -> None:
     # GIVEN a worker whose local dlt folders are gone (state must come from the warehouse)
     settings = load_settings()
     shutil.rmtree(settings.pipelines_dir)
+    before = published_marts(settings.duckdb_path)
     # WHEN the flow runs over unchanged sources
     summary = elt()
-    # THEN nothing is loaded and every table keeps its row count
+    # THEN nothing is loaded, nothing is built, and every table keeps its rows
     assert summary.rows_loaded == 0, summary.table_rows()
+    assert summary.dbt is None, summary.dbt
+    assert summary.build_plan[0].startswith("dbt: nothing changed"), summary.build_plan
     assert counts(settings.duckdb_path) == first_run
+    assert published_marts(settings.duckdb_path) == before
+
+
+def test_new_charges_build_only_what_they_feed_and_the_marts_match_a_full_rebuild(
+    sources: DemoSources, first_run: dict[str, int], tmp_path: Path
+) -> None:
+    path = load_settings().duckdb_path
+    # GIVEN two failed payment attempts on placed orders: new Stripe charges, nothing else
+    placed = query(
+        path, "select order_id, order_total from analytics_marts.fct_orders where status = 'placed' limit 2"
+    )
+    rng, now = random.Random(11), int(time.time())
+    sources.stripe.extend(
+        "charges",
+        [charge_object(rng, order, None, int(total * 100), now, "failed") for order, total in placed],
+    )
+    # WHEN the flow runs
+    summary = elt()
+    # THEN the load results name the charges (and the events that announce them) and dbt
+    # built exactly the models downstream of those tables, as dbt itself selects them
+    assert loaded_tables(summary) == ["raw_stripe.charges", "raw_stripe.events"]
+    assert built_models(summary) == dbt_selects("source:raw_stripe.charges+ source:raw_stripe.events+")
+    # AND every published mart equals a rebuild of everything from the raw tables
+    assert mart_hashes(path, "analytics_marts") == full_rebuild_marts(path, tmp_path)
+
+
+def test_a_cdc_delete_builds_only_what_it_feeds_and_the_marts_match_a_full_rebuild(
+    sources: DemoSources, first_run: dict[str, int], tmp_path: Path
+) -> None:
+    path = load_settings().duckdb_path
+    # GIVEN two abandoned orders deleted in the shop, with their items: deletes only
+    with psycopg2.connect(sources.shop_admin_dsn) as conn, conn.cursor() as cur:
+        cur.execute("select id from orders where status = 'placed' order by id desc limit 2")
+        abandoned = [order for (order,) in cur.fetchall()]
+        cur.execute("delete from order_items where order_id = any(%s)", (abandoned,))
+        cur.execute("delete from orders where id = any(%s)", (abandoned,))
+    conn.close()
+    # WHEN the flow runs
+    summary = elt()
+    # THEN the deletes are the only rows loaded, and what they feed is all dbt built
+    assert loaded_tables(summary) == ["raw_shop.order_items", "raw_shop.orders"]
+    assert built_models(summary) == dbt_selects("source:raw_shop.orders+ source:raw_shop.order_items+")
+    ids = ", ".join(map(str, abandoned))
+    assert query(path, f"select count(*) from analytics_marts.fct_orders where order_id in ({ids})") == [(0,)]
+    # AND every published mart equals a rebuild of everything from the raw tables
+    assert mart_hashes(path, "analytics_marts") == full_rebuild_marts(path, tmp_path)
+
+
+def loaded_tables(summary: RunSummary) -> list[str]:
+    """``dataset.table`` of every table the run's loads brought rows to."""
+    return sorted(f"{r.dataset}.{table}" for r in summary.ingests for table, rows in r.rows.items() if rows)
+
+
+def built_models(summary: RunSummary) -> set[str]:
+    assert summary.dbt is not None, summary.build_plan
+    return {node.unique_id for node in summary.dbt.nodes if node.resource_type in ("model", "snapshot")}
+
+
+def dbt_selects(selector: str) -> set[str]:
+    """The models and snapshots dbt's own selector picks (not flows.dbt_graph's planning)."""
+    from dbt.cli.main import dbtRunner
+
+    listed = dbtRunner().invoke(
+        [
+            *["ls", "--select", selector, "--resource-type", "model", "--resource-type", "snapshot"],
+            *["--output", "json", "--output-keys", "unique_id", "--log-level", "none"],
+            *["--project-dir", str(TRANSFORM_DIR), "--profiles-dir", str(TRANSFORM_DIR)],
+        ]
+    )
+    release_duckdb_connection()
+    assert listed.success, listed.exception
+    return {json.loads(line)["unique_id"] for line in listed.result}
+
+
+def mart_hashes(path: Path, schema: str) -> dict[str, list[str]]:
+    """Each mart's rows as sorted row hashes: equal means the same rows, value for value."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {
+            table: sorted(row_hash(row) for row in con.execute(f"select * from {schema}.{table}").fetchall())
+            for table in PUBLISHED_MARTS
+        }
+
+
+def full_rebuild_marts(path: Path, workdir: Path) -> dict[str, list[str]]:
+    """The marts as a rebuild of every model from scratch makes them, on a copy of the warehouse."""
+    copy = workdir / "full-rebuild.duckdb"
+    shutil.copy(path, copy)
+    with environment({"ELT_DUCKDB_PATH": str(copy)}):
+        run_dbt_build(
+            ["--full-refresh", "--exclude", "resource_type:test", "resource_type:unit_test"],
+            target_path=workdir / "target",
+        )
+    return mart_hashes(copy, "analytics_marts_audit")
 
 
 def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run: dict[str, int]) -> None:
+    path = load_settings().duckdb_path
+    before = counts(path)
     # GIVEN new paid orders, updated customers, their Stripe charges, and deleted abandoned orders
     changes = change_the_sources(sources)
     # WHEN the flow runs
@@ -197,10 +303,9 @@ def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run
     loaded = rows_loaded(summary)
     assert len(changes.deleted_orders) == 2
     assert loaded == expected_change_rows(changes)
-    path = load_settings().duckdb_path
     after = counts(path)
-    assert after["raw_shop.orders"] == first_run["raw_shop.orders"] + 4 - 2
-    assert after["raw_shop.customers"] == first_run["raw_shop.customers"]  # merged, not appended
+    assert after["raw_shop.orders"] == before["raw_shop.orders"] + 4 - 2
+    assert after["raw_shop.customers"] == before["raw_shop.customers"]  # merged, not appended
     # AND the marts reflect them: new orders paid, moved customers versioned, deletes gone
     assert_marts_show_the_changes(lambda sql: query(path, sql), changes)
     assert_moved_customers_versioned(lambda sql: query(path, sql), changes)
@@ -301,48 +406,65 @@ def test_bad_raw_rows_fail_at_their_contract_and_leave_published_marts_untouched
         )
 
 
-def test_a_mart_rule_broken_by_good_looking_rows_quarantines_and_publishes_nothing(
+def test_a_mart_that_fails_its_rule_is_quarantined_and_published_only_once_it_passes(
     sources: DemoSources, first_run: dict[str, int], evidence: list[Text]
 ) -> None:
     path = load_settings().duckdb_path
     before = published_marts(path)
-    # GIVEN a refund larger than its charge: every raw check passes, the order's figures can't
+    # GIVEN a refund larger than its charge, from the API: every raw check passes, the
+    # order's figures can't
     (charge_id, amount) = query(
         path, "select id, amount from raw_stripe.charges where status = 'succeeded' and amount_refunded = 0"
     )[0]
-    with duckdb.connect(str(path)) as con:
-        con.execute(
-            "insert into raw_stripe.refunds select * replace"
-            f" ('re_too_big' as id, '{charge_id}' as charge, {amount * 2} as amount, 'succeeded' as status)"
-            " from raw_stripe.refunds limit 1"
-        )
-    try:
-        # WHEN the flow runs THEN the audited fct_orders fails its business rule
-        with pytest.raises(EltRunFailed) as failure:
-            elt(sources=["stripe"])
-        evidence += exception_texts(failure.value, "mart rule")
-        assert failed_checks(failure.value.summary) == {
-            "analytics_marts_audit.fct_orders: "
-            "check 'failed_rows: refunds never exceed payments' failed (failed_rows_count=1)"
-        }
-        # AND the published marts are exactly what they were
-        assert published_marts(path) == before
-        # AND the failing build is kept for inspection
-        kept = query(
-            path,
-            "select table_name from information_schema.tables"
-            " where table_schema = 'analytics_marts_quarantine' and table_name like 'fct_orders__%'",
-        )
-        assert len(kept) == 1
-        (bad,) = query(
-            path,
-            f"select count(*) from analytics_marts_quarantine.{kept[0][0]}"
-            " where amount_refunded > amount_paid",
-        )[0]
-        assert bad == 1
-    finally:
-        with duckdb.connect(str(path)) as con:
-            con.execute("delete from raw_stripe.refunds where id = 're_too_big'")
+    refund = {"id": "re_too_big", "object": "refund", "charge": charge_id, "amount": amount * 2}
+    refund |= {"currency": "usd", "created": int(time.time()), "status": "succeeded"}
+    sources.stripe.add("refunds", refund)
+    # WHEN the flow runs THEN the audited fct_orders fails its business rule
+    with pytest.raises(EltRunFailed) as failure:
+        elt(sources=["stripe"])
+    evidence += exception_texts(failure.value, "mart rule")
+    summary = failure.value.summary
+    assert failed_checks(summary) == {
+        "analytics_marts_audit.fct_orders: "
+        "check 'failed_rows: refunds never exceed payments' failed (failed_rows_count=1)"
+    }
+    # AND it is not published, nor the marts built from it; the mart that passed is
+    held_back = ["dim_customers", "fct_orders", "fct_revenue_daily"]
+    assert summary.published == ["fct_payments"]
+    assert {table: published_marts(path)[table] for table in held_back} == {
+        table: before[table] for table in held_back
+    }
+    # AND the failing build is kept for inspection
+    kept = query(
+        path,
+        "select table_name from information_schema.tables"
+        " where table_schema = 'analytics_marts_quarantine' and table_name like 'fct_orders__%'",
+    )
+    assert len(kept) == 1
+    (bad,) = query(
+        path,
+        f"select count(*) from analytics_marts_quarantine.{kept[0][0]} where amount_refunded > amount_paid",
+    )[0]
+    assert bad == 1
+    # WHEN a later run builds and publishes another source's marts
+    github = elt(sources=["github"], full_build=True)
+    # THEN the failed fct_orders, still in the audit schema, is not among them
+    assert github.published == ["fct_engineering_lead_times"]
+    assert {table: published_marts(path)[table] for table in held_back} == {
+        table: before[table] for table in held_back
+    }
+    # WHEN the refund is corrected at the source THEN the next run rebuilds, checks and
+    # publishes fct_orders and what was held back with it
+    sources.stripe.update("refunds", "re_too_big", amount=1)
+    fixed = elt(sources=["stripe"])
+    assert set(held_back) <= set(fixed.published), fixed.published
+    refunded = query(
+        path,
+        "select o.amount_refunded from analytics_marts.fct_orders as o"
+        " join analytics_staging.stg_stripe__charges as c using (order_id)"
+        f" where c.charge_id = '{charge_id}'",
+    )
+    assert refunded == [(Decimal("0.01"),)]
 
 
 def test_unreachable_source_fails_with_one_line_and_touches_nothing(

@@ -52,15 +52,16 @@ def _announcing_step(step: str) -> Callable[..., Any]:
 
 def instrument() -> None:
     """Announce every stage of the flows as it starts."""
+    import flows.build
     import flows.elt
     import flows.ingest_source
 
     for step in ("extract", "normalize", "load"):
         setattr(dlt.Pipeline, step, _announcing_step(step))
-    flows.elt.run_dbt_build = _announcing("dbt", flows.elt.run_dbt_build)
-    flows.elt.gate = _announcing("contracts", flows.elt.gate)
-    flows.ingest_source.gate = _announcing("contracts", flows.ingest_source.gate)
-    flows.elt.run_dbt_operation = _announcing("publish", flows.elt.run_dbt_operation, "publish_marts")
+    flows.build.run_dbt_build = _announcing("dbt", flows.build.run_dbt_build)
+    for module in (flows.elt, flows.build, flows.ingest_source):
+        module.gate = _announcing("contracts", module.gate)
+    flows.build.run_dbt_operation = _announcing("publish", flows.build.run_dbt_operation, "publish_marts")
 
 
 def run(mode: str, sources: list[str]) -> int:

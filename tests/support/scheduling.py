@@ -51,6 +51,7 @@ LONGEST_FIRST: Final[tuple[str, ...]] = (
     "tests/e2e/test_elt_flow.py",  # ~180
     "tests/integration/test_deployments.py",  # ~120
     "tests/integration/test_backfill.py",  # ~50
+    "tests/e2e/test_first_source.py",  # ~45
     "tests/integration/test_cdc_crash.py",  # ~45
     "tests/integration/test_alerts.py",  # ~45
     "tests/integration/test_github_source.py",  # ~35

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import re
 import traceback
@@ -22,6 +23,8 @@ from typing import Any
 from uuid import UUID
 
 import duckdb
+
+from flows.build_state import decode_manifest
 
 # (where it was found, the text)
 Text = tuple[str, str]
@@ -187,7 +190,7 @@ def dbt_folders() -> list[Path]:
 
 def warehouse_texts(path: Path) -> list[Text]:
     """Every value of every table in a DuckDB warehouse as text, one text per table
-    (``schema.table``); dlt's compressed state rows decoded."""
+    (``schema.table``); dlt's compressed state rows and the stored dbt manifests decoded."""
     texts: list[Text] = []
     with duckdb.connect(str(path), read_only=True) as con:
         tables = con.execute(
@@ -200,5 +203,8 @@ def warehouse_texts(path: Path) -> list[Text]:
             if table == "_dlt_pipeline_state":
                 states = con.execute(f'select state from "{schema}"."{table}"').fetchall()
                 values += [_dlt_state(state) for (state,) in states]
+            if table == "dbt_manifests":
+                manifests = con.execute(f'select manifest from "{schema}"."{table}"').fetchall()
+                values += [json.dumps(decode_manifest(manifest)) for (manifest,) in manifests]
             texts.append((f"{schema}.{table}", "\n".join(values)))
     return texts

@@ -86,8 +86,8 @@ def test_bad_retry_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     ("args", "expected"),
     [
         (["run", "--warehouse", "redshift"], "ELT_WAREHOUSE='redshift'"),
-        (["run", "--warehouse", "snowflake"], "DESTINATION__SNOWFLAKE__CREDENTIALS__"),
-        (["run", "--source", "salesforce"], "unknown source(s) salesforce"),
+        (["run", "--warehouse", "snowflake"], "(or [destination.snowflake.credentials] in .dlt/secrets.toml)"),
+        (["run", "--source", "salesforce"], "unknown source(s) salesforce (--source); the sources are "),
     ],
 )
 def test_cli_bad_configuration_is_one_line_and_exit_1(args: list[str], expected: str) -> None:

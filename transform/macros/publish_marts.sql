@@ -1,30 +1,35 @@
 {#-
-    Write-audit-publish, the publish half: copy every mart from the audit schema, where
-    dbt builds them and the Soda contracts check them, to the schema consumers read.
+    Write-audit-publish, the publish half: copy the marts named in `tables` from the audit
+    schema, where dbt builds them and the Soda contracts check them, to the schema
+    consumers read. Marts not named keep their published version as it is.
 
-        dbt run-operation publish_marts
+        dbt run-operation publish_marts --args '{tables: [fct_orders, fct_payments]}'
 
-    The flow calls it only when every mart contract passed; by hand, run it after the
-    same checks. All marts change together or not at all (per warehouse, see below).
+    The flow names the marts this run built and whose contracts passed; by hand, run it
+    after the same checks. The named marts change together or not at all (per warehouse,
+    see below).
 -#}
-{% macro publish_marts() %}
+{% macro publish_marts(tables) %}
     {%- set marts = [] -%}
     {%- for node in graph.nodes.values()
         if node.resource_type == 'model' and node.fqn[1] == 'marts'
-        and node.config.materialized in ('table', 'incremental') -%}
+        and node.config.materialized in ('table', 'incremental') and node.alias in tables -%}
         {%- do marts.append(node) -%}
     {%- endfor -%}
-    {%- if not marts -%}
-        {{ exceptions.raise_compiler_error("publish_marts: no mart models found") }}
+    {%- set unknown = tables | reject('in', marts | map(attribute='alias') | list) | list -%}
+    {%- if unknown -%}
+        {{ exceptions.raise_compiler_error("publish_marts: not a mart model: " ~ unknown | join(", ")) }}
     {%- endif -%}
-    {%- set audit_schema = marts[0].schema -%}
+    {%- set audit_schema = generate_schema_name('marts_audit', none) | trim -%}
     {#- the schema consumers read: where the marts would go without the _audit suffix -#}
     {%- set published_schema = generate_schema_name('marts', none) | trim -%}
-    {{ adapter.dispatch('publish_marts', 'elt')(marts, audit_schema, published_schema) }}
+    {%- if marts -%}
+        {{ adapter.dispatch('publish_marts', 'elt')(marts, audit_schema, published_schema) }}
+    {%- endif -%}
     {{ log("published " ~ marts | length ~ " marts from " ~ audit_schema ~ " to " ~ published_schema, info=true) }}
 {% endmacro %}
 
-{#- DuckDB: one transaction replaces all published tables; readers see old or new. -#}
+{#- DuckDB: one transaction replaces the named published tables; readers see old or new. -#}
 {% macro default__publish_marts(marts, audit_schema, published_schema) %}
     {%- set statements = ["begin transaction", "create schema if not exists " ~ published_schema] -%}
     {%- for node in marts -%}
@@ -37,11 +42,21 @@
     {%- do run_query(statements | join(";\n")) -%}
 {% endmacro %}
 
-{#- Snowflake: a zero-copy clone of the audit schema swapped in by one atomic statement. -#}
+{#-
+    Snowflake: a zero-copy clone of the published schema takes zero-copy clones of the
+    named marts, then one atomic statement swaps it in: the marts not named are the
+    published ones, cloned, unchanged.
+-#}
 {% macro snowflake__publish_marts(marts, audit_schema, published_schema) %}
     {%- set next_schema = published_schema ~ "__next" -%}
     {%- do run_query("create schema if not exists " ~ published_schema) -%}
-    {%- do run_query("create or replace schema " ~ next_schema ~ " clone " ~ audit_schema) -%}
+    {%- do run_query("create or replace schema " ~ next_schema ~ " clone " ~ published_schema) -%}
+    {%- for node in marts -%}
+        {%- do run_query(
+            "create or replace table " ~ next_schema ~ "." ~ node.alias
+            ~ " clone " ~ audit_schema ~ "." ~ node.alias
+        ) -%}
+    {%- endfor -%}
     {%- do run_query("alter schema " ~ published_schema ~ " swap with " ~ next_schema) -%}
     {%- do run_query("drop schema " ~ next_schema) -%}
 {% endmacro %}

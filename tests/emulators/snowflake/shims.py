@@ -216,6 +216,15 @@ _STATEMENT_REWRITES: list[tuple[re.Pattern[str], Any]] = [
         ),
         r"\1 cascade \2",
     ),
+    # publish_marts clones each published mart (`create or replace table S.T clone A.T`);
+    # fakesnow has no table CLONE. A copy holds the same rows, which is all a clone promises.
+    (
+        re.compile(
+            r"^(\s*(?:/\*.*?\*/\s*)*create\s+or\s+replace\s+table\s+[\w.\"]+)\s+clone\s+([\w.\"]+)\s*;?\s*(/\*.*?\*/)?\s*$",
+            re.I | re.S,
+        ),
+        r"\1 as select * from \2 \3",
+    ),
     # dbt-snowflake creates session-scoped helpers fully qualified: its unit tests
     # `create or replace temporary table "DB"."SCHEMA"."X"`, its incremental models (merge
     # strategy) `create or replace temporary view DB.SCHEMA.X__dbt_tmp`. DuckDB keeps
