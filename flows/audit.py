@@ -7,7 +7,8 @@ Written through dlt (append), so it works the same on DuckDB, Snowflake and BigQ
 * ``elt_audit.loads``: run id, source, dataset, table, rows, started/finished, outcome, error
 * ``elt_audit.contracts``: run id, table, passed, failed checks, checked at
 * ``elt_audit.backfills``: the chunks of each backfill that are loaded (flows/backfill.py)
-* ``elt_audit.dbt_nodes``, ``build_inputs``, ``dbt_manifests``: what each dbt build did
+* ``elt_audit.dbt_nodes``, ``publishes``, ``build_inputs``, ``dbt_manifests``: what each
+  dbt build did
   (flows/build_state.py)
 """
 
@@ -71,6 +72,7 @@ _COLUMNS = {
     },
     "dbt_nodes": {"recorded_at": {"data_type": "timestamp"}},
     "build_inputs": {"recorded_at": {"data_type": "timestamp"}},
+    "publishes": {"published_at": {"data_type": "timestamp"}},
     "dbt_manifests": {"recorded_at": {"data_type": "timestamp"}, "manifest": {"data_type": "text"}},
     "backfills": {
         "chunk_start": {"data_type": "timestamp"},

@@ -166,6 +166,7 @@ def _record(settings: Settings, build: Build, summary: RunSummary, unpublished: 
         modified=build.project.graph.nodes if build.modified is None else build.modified,
         dbt=summary.dbt,
         unpublished=unpublished,
+        published=summary.published,
         taken=build.taken,
         manifest=build.project.contents,
     )

@@ -6,6 +6,7 @@ a run on the last worker would have built. Three audit tables (``elt_audit``) ho
 * ``dbt_nodes``: every node a build ran or left out, with its outcome (``success``,
   ``error``, ``skipped``, ``contract failed``, ``not published``, ``waiting``,
   ``modified``); a node whose latest outcome is not a success is *pending*;
+* ``publishes``: each mart each build published, and when;
 * ``build_inputs``: the loads (run id, dataset, table) each build took in; a load with
   rows that no build took in yet is a change to build from;
 * ``dbt_manifests``: the manifest of the latest build (gzip, base64; one row, replaced
@@ -27,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from flows.audit import now, query_audit, record_tables
+from flows.audit import now, query_audit, record_tables, utc
 from flows.config import Settings
 from flows.dbt_graph import BuildPlan, DbtGraph, SourceTable
 from flows.pipelines import catalog_pipeline
@@ -45,6 +46,15 @@ class NodeRecord:
     unique_id: str
     status: str
     recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class PublishRecord:
+    """A mart copied to the published schema (``elt status`` shows the latest per mart)."""
+
+    run_id: str
+    table_name: str
+    published_at: datetime
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,7 @@ def record_build(
     modified: Iterable[str],
     dbt: DbtBuildSummary | None,
     unpublished: Mapping[str, str],
+    published: Sequence[str],
     taken: Sequence[Load],
     manifest: Mapping[str, Any],
 ) -> None:
@@ -174,6 +185,14 @@ def record_build(
         encode_manifest(manifest),
         recorded_at,
     )
+    publishes = [PublishRecord(run_id, table, recorded_at) for table in published]
     # outcomes first: a manifest stored without them would hide the failures it records
-    record_tables(settings, {"dbt_nodes": nodes})
+    record_tables(settings, {"dbt_nodes": nodes, "publishes": publishes})
     record_tables(settings, {"build_inputs": inputs, "dbt_manifests": [stored]})
+
+
+def latest_publishes(settings: Settings) -> dict[str, datetime]:
+    """When each mart was last published."""
+    sql = "select table_name, max(published_at) from {table} group by table_name"
+    rows = query_audit(settings, "publishes", sql)
+    return {table: utc(published) for table, published in rows}

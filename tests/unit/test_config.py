@@ -86,7 +86,7 @@ def test_bad_retry_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     ("args", "expected"),
     [
         (["run", "--warehouse", "redshift"], "ELT_WAREHOUSE='redshift'"),
-        (["run", "--warehouse", "snowflake"], "(or [destination.snowflake.credentials] in .dlt/secrets.toml)"),
+        (["run", "--warehouse", "snowflake"], "(or [destination.snowflake.credentials] in .dlt/"),
         (["run", "--source", "salesforce"], "unknown source(s) salesforce (--source); the sources are "),
     ],
 )
