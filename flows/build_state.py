@@ -80,6 +80,7 @@ class Load:
 
     run_id: str
     table: SourceTable
+    finished_at: datetime
 
 
 def unconsumed_loads(settings: Settings) -> list[Load]:
@@ -87,13 +88,13 @@ def unconsumed_loads(settings: Settings) -> list[Load]:
     loads = query_audit(
         settings,
         "loads",
-        "select run_id, dataset, table_name from {table}"
+        "select run_id, dataset, table_name, finished_at from {table}"
         " where outcome = 'loaded' and table_name is not null and rows > 0",
     )
     taken = set(query_audit(settings, "build_inputs", "select load_run_id, dataset, table_name from {table}"))
     return [
-        Load(run_id, SourceTable(dataset.lower(), table.lower()))
-        for run_id, dataset, table in loads
+        Load(run_id, SourceTable(dataset.lower(), table.lower()), utc(finished))
+        for run_id, dataset, table, finished in loads
         if (run_id, dataset, table) not in taken
     ]
 

@@ -9,12 +9,17 @@ task, retries and audit rows) and the gate is ``run_contracts`` on ``checks/raw/
 Both tasks carry the tag ``source:<name>`` (``flows.ingest.source_tag``), so a run of the
 full ELT never loads the source while this one loads or reads it; two runs of this
 deployment queue whole (deployment concurrency limit, ``deployments/prefect.yaml``).
+A run that loaded rows and passed its gate emits ``elt.raw.landed``, on which the
+build-on-arrival deployment builds what landed (flows/on_arrival.py).
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
 
 from dlt_sources.errors import SourceError
 from dlt_sources.registry import SOURCES
@@ -24,6 +29,14 @@ from flows.elt import EltRunFailed
 from flows.gates import gate, run_id
 from flows.ingest import ingest_sources
 from flows.report import RunSummary
+
+# what the build-on-arrival deployment's trigger matches (deployments/prefect.yaml)
+LANDED_EVENT: Final[str] = "elt.raw.landed"
+
+
+def landed_resource(source: str) -> dict[str, str]:
+    """The resource of a source's ``elt.raw.landed`` event: ``elt.source.<name>``."""
+    return {"prefect.resource.id": f"elt.source.{source}", "prefect.resource.name": source}
 
 
 @flow(
@@ -51,6 +64,9 @@ def ingest_source(source: str, warehouse: str | None = None) -> RunSummary:
         _publish(source, summary)
         raise EltRunFailed(summary) from exc
     _publish(source, summary)
+    if summary.rows_loaded:
+        # what the build-on-arrival deployment's trigger waits for (flows/on_arrival.py)
+        emit_event(LANDED_EVENT, landed_resource(source), payload={"rows": summary.rows_loaded})
     return summary
 
 

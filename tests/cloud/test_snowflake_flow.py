@@ -10,6 +10,7 @@ misconfiguration tests each fail one setting and must fail fast, naming it.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -18,8 +19,10 @@ from typing import Any
 
 import dlt
 import pytest
+from typer.testing import CliRunner
 
 from flows.checks import verify_contract
+from flows.cli import app
 from flows.config import CHECKS_DIR, ConfigError, environment, load_settings
 from flows.contract_target import ContractTarget
 from flows.elt import EltRunFailed, elt
@@ -118,7 +121,28 @@ def test_rerun_loads_nothing(first_run: dict[str, int], snowflake: FakeSnowflake
     # GIVEN unchanged sources WHEN the flow runs again THEN nothing is loaded and nothing changes
     summary = run_elt(snowflake)
     assert summary.rows_loaded == 0, summary.table_rows()
+    assert summary.dbt is None, summary.build_plan  # nothing changed: nothing is built
     assert counts(snowflake) == first_run
+
+
+def test_elt_dbt_runs_dbt_on_snowflake_with_nothing_exported_by_hand(
+    first_run: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the credentials where the flow finds them, and none of the variables dbt's
+    # profile reads (the flow exports those only while it runs)
+    exported = ("ELT_SNOWFLAKE_", "ELT_DBT_", "ELT_WAREHOUSE")
+    for name in [name for name in os.environ if name.startswith(exported)]:
+        monkeypatch.delenv(name)
+    # WHEN an analytics engineer rebuilds a mart and its children by hand
+    selection = ["-s", "fct_orders+", "--exclude", "resource_type:test"]
+    result = CliRunner().invoke(app, ["dbt", "build", *selection, "--warehouse", "snowflake"])
+    # THEN dbt built them on the emulator (into the audit schema: by hand never publishes)
+    assert result.exit_code == 0, result.output
+    results = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "run_results.json").read_text())["results"]
+    built = {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("model.")}
+    assert built == dict.fromkeys(
+        ["model.elt.dim_customers", "model.elt.fct_orders", "model.elt.fct_revenue_daily"], "success"
+    )
 
 
 def test_source_changes_load_exactly_the_changes(

@@ -9,7 +9,9 @@ The server's scheduler is off so that no cron fires in the middle of a test.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import re
 import signal
 import socket
@@ -23,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg2
 import pytest
 
 from dlt_sources.registry import SOURCES
 from flows.config import PROJECT_DIR, TELEMETRY_OFF
 from flows.ingest import source_tag
-from standins import demo_sources
+from standins import DemoSources, demo_sources
+from standins.dataset import charge_object
 from tests.support.postgres import Database
 from tests.support.prefect_database import copy_template
 from tests.support.processes import stop_process_group
@@ -38,11 +42,18 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 N_ORDERS = 300
 # the full run, and one deployment per source with a schedule in its registry record
-DEPLOYMENTS = {"elt/elt-nightly", "freshness/freshness", "backfill/backfill"} | {
-    f"ingest-source/ingest-{name.replace('_', '-')}" for name, spec in SOURCES.items() if spec.schedule
-}
+DEPLOYMENTS = {
+    "elt/elt-nightly",
+    "freshness/freshness",
+    "backfill/backfill",
+    "build-on-arrival/build-on-arrival",
+} | {f"ingest-source/ingest-{name.replace('_', '-')}" for name, spec in SOURCES.items() if spec.schedule}
 # Set by tests/conftest.py for the test process; the worker's runs derive their own.
 DERIVED = ("DLT_DATA_DIR", "PREFECT_HOME", "DBT_LOG_PATH", "DBT_TARGET_PATH", "PREFECT_API_URL")
+
+
+# sources landing within this many seconds of the first get one build (flows/on_arrival.py)
+BUILD_WINDOW_S = 40
 
 
 @dataclass
@@ -52,6 +63,7 @@ class Platform:
     workdir: Path
     worker_log: Path
     deploy_output: str
+    sources: DemoSources
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
@@ -162,13 +174,14 @@ def platform(session_dir: Path, postgres_database: Database) -> Iterator[Platfor
                     "ELT_DATA_DIR": str(workdir / "data"),
                     "ELT_DUCKDB_PATH": str(workdir / "warehouse.duckdb"),
                     "PREFECT_WORKER_QUERY_SECONDS": "1",
+                    "ELT_BUILD_WINDOW_SECONDS": str(BUILD_WINDOW_S),
                 }
             )
             worker_log = workdir / "worker.log"
             worker = start(
                 [str(BIN / "prefect"), "worker", "start", "--pool", "elt-process"], worker_env, worker_log
             )
-            platform = Platform(api, client_env, workdir, worker_log, deployed.stdout)
+            platform = Platform(api, client_env, workdir, worker_log, deployed.stdout, demo)
             try:
                 yield platform
             finally:
@@ -194,6 +207,7 @@ def test_deploy_registers_pool_limits_and_deployments(platform: Platform) -> Non
     assert shop["parameters"] == {"source": "shop"}
     crons = {name: [s["schedule"]["cron"] for s in d["schedules"]] for name, d in names.items()}
     assert crons.pop("backfill/backfill") == []  # run by hand only
+    assert crons.pop("build-on-arrival/build-on-arrival") == []  # started by its trigger
     assert all(len(c) == 1 for c in crons.values()), crons
     assert crons["elt/elt-nightly"] == ["0 3 * * *"]
     assert crons["freshness/freshness"] == ["*/10 * * * *"]
@@ -264,6 +278,77 @@ def test_two_runs_of_one_source_never_overlap(platform: Platform) -> None:
     assert _time(first["end_time"]) <= _time(second["start_time"]), f"ingest runs overlap: {first}, {second}"
     runs = sorted(flow_runs(platform, ids), key=lambda run: run["start_time"])
     assert _time(runs[0]["end_time"]) <= _time(runs[1]["start_time"]), "the two flow runs overlap"
+
+
+def test_sources_landing_together_get_one_build_and_builds_never_overlap(platform: Platform) -> None:
+    # GIVEN the nightly run's warehouse (earlier test), one run at a time on the pool as
+    # DuckDB needs, and new rows in Stripe and in GitHub
+    platform.request("PATCH", "/work_pools/elt-process", {"concurrency_limit": 1})
+    add_failed_charges(platform.sources, 2)
+    repo = sorted(platform.sources.github.repos)[0]
+    platform.sources.github.add_issue(repo, "Landing test")
+    # WHEN both per-source deployments run, one right after the other
+    landing = [run_deployment(platform, f"ingest-source/ingest-{source}") for source in ("stripe", "github")]
+    wait_for(lambda: runs_in(platform, landing, FINAL), count=2, timeout=240)
+    # THEN exactly one build follows, covering both, and the run queued behind it has nothing left
+    builds = wait_for(lambda: build_runs(platform, FINAL), count=2, timeout=240)
+    assert [run["state_type"] for run in builds] == ["COMPLETED"] * 2, platform.worker_tail()
+    assert [build_sources(platform, run) for run in builds] == [["stripe", "github"], []]
+    built = built_models(platform, builds[0])
+    assert {"model stg_stripe__charges", "model stg_github__issues"} <= built, built
+    assert "model stg_shop__orders" not in built
+    # WHEN Stripe lands again after the window THEN another build covers it alone
+    add_failed_charges(platform.sources, 1)
+    later = run_deployment(platform, "ingest-source/ingest-stripe")
+    wait_for(lambda: runs_in(platform, [later], FINAL), count=1, timeout=240)
+    builds = wait_for(lambda: build_runs(platform, FINAL), count=3, timeout=240)
+    assert build_sources(platform, builds[2]) == ["stripe"]
+    # AND no two builds ever ran at once
+    for first, second in itertools.pairwise(builds):
+        assert _time(first["end_time"]) <= _time(second["start_time"]), "builds overlap"
+
+
+def add_failed_charges(sources: DemoSources, count: int) -> None:
+    """Failed payment attempts on placed orders: new Stripe rows that no contract minds."""
+    with psycopg2.connect(sources.shop_admin_dsn) as conn, conn.cursor() as cur:
+        cur.execute("select id from orders where status = 'placed' order by id limit %s", (count,))
+        orders = [order for (order,) in cur.fetchall()]
+    conn.close()
+    rng, now = random.Random(len(sources.stripe.ids("charges"))), int(time.time())
+    sources.stripe.extend(
+        "charges", [charge_object(rng, order, None, 1000, now, "failed") for order in orders]
+    )
+
+
+def run_deployment(platform: Platform, name: str) -> str:
+    deployment = platform.get(f"/deployments/name/{name}")
+    return platform.post(f"/deployments/{deployment['id']}/create_flow_run", {})["id"]
+
+
+def build_runs(platform: Platform, states: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The build-on-arrival runs in one of ``states``, oldest first."""
+    deployment = platform.get("/deployments/name/build-on-arrival/build-on-arrival")
+    runs = platform.post("/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
+    return sorted(
+        (run for run in runs if run["state_type"] in states), key=lambda run: run["expected_start_time"]
+    )
+
+
+def build_sources(platform: Platform, run: dict[str, Any]) -> list[str]:
+    """The sources a build-on-arrival run covered, from its report (none: no report)."""
+    query = {
+        "artifacts": {"key": {"any_": ["build-on-arrival-report"]}, "flow_run_id": {"any_": [run["id"]]}}
+    }
+    reports = platform.post("/artifacts/filter", query)
+    if not reports:
+        return []
+    first_line = reports[0]["data"].splitlines()[0]
+    return first_line.removeprefix("Sources that landed: ").split(", ")
+
+
+def built_models(platform: Platform, run: dict[str, Any]) -> set[str]:
+    tasks = platform.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}})
+    return {task["name"] for task in tasks if task["name"].startswith("model ")}
 
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
