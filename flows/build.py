@@ -34,8 +34,10 @@ from flows.build_state import (
 )
 from flows.checks import ContractsFailed
 from flows.config import Settings
-from flows.dbt_graph import BuildPlan, Changes, plan_build
+from flows.dbt_graph import BuildPlan, Changes, SourceTable, plan_build
 from flows.gates import gate, run_id
+from flows.pii import DATASET as PII_DATASET
+from flows.pii import TABLE as PII_TABLE
 from flows.pii import ensure_pii_salt
 from flows.pipelines import raw_dataset
 from flows.report import RunSummary
@@ -65,11 +67,27 @@ class Build:
         return ["--select", *self.plan.selectors(self.project.graph), "--indirect-selection", "buildable"]
 
 
-def plan(settings: Settings, sources: Sequence[str] | None = None, *, full_build: bool = False) -> Build:
-    """Parse the project and plan the build from the warehouse's state."""
+def plan(
+    settings: Settings,
+    sources: Sequence[str] | None = None,
+    *,
+    full_build: bool = False,
+    new_salt: bool = False,
+) -> Build:
+    """Parse the project and plan the build from the warehouse's state.
+
+    ``new_salt``: the PII salt was just written, so everything that hashes with it is
+    built again, like the readers of a source whose definition changed.
+    """
     project = parse_project()
     graph = project.graph
     modified = modified_since(project, last_manifest(settings))
+    if modified is not None:
+        # a changed source counts as changed code of the nodes reading it, so that those out
+        # of this run's scope are recorded as still to build
+        salt = SourceTable(settings.dataset(PII_DATASET).lower(), PII_TABLE)
+        changed = (modified & graph.sources.keys()) | (graph.readers_of([salt]) if new_salt else set())
+        modified |= {reader for source in changed for reader in graph.children.get(source, ())}
     loads = unconsumed_loads(settings)
     scope = None if sources is None else [raw_dataset(source, settings) for source in sources]
     changes = Changes(
@@ -98,8 +116,9 @@ def build_and_publish(
         broken: DbtBuildError | None = None
         try:
             with summary.stage("dbt build"):
-                get_run_logger().info("PII salt %s", ensure_pii_salt(settings))
-                build = plan(settings, sources, full_build=full_build)
+                salt = ensure_pii_salt(settings)
+                get_run_logger().info("PII salt %s", salt)
+                build = plan(settings, sources, full_build=full_build, new_salt=salt.written)
                 graph = build.project.graph
                 summary.build_plan = [build.plan.describe(graph), *build.plan.waiting_lines(graph)]
                 get_run_logger().info("\n".join(summary.build_plan))
@@ -157,6 +176,8 @@ def _held_back(build: Build, failed: ContractsFailed | None) -> dict[str, str]:
 
 
 def _record(settings: Settings, build: Build, summary: RunSummary, unpublished: dict[str, str]) -> None:
+    if build.plan.empty and not build.taken and build.modified == frozenset():
+        return  # nothing built, taken in or changed: the stored state is still the truth
     record_build(
         settings,
         run_id(),

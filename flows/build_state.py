@@ -1,7 +1,7 @@
 """What the last builds left behind, kept in the warehouse: the input of the next build's plan.
 
 Why in the warehouse: a run on a fresh worker with an empty disk must build exactly what
-a run on the last worker would have built. Three audit tables (``elt_audit``) hold it:
+a run on the last worker would have built. Four audit tables (``elt_audit``) hold it:
 
 * ``dbt_nodes``: every node a build ran or left out, with its outcome (``success``,
   ``error``, ``skipped``, ``contract failed``, ``not published``, ``waiting``,
@@ -10,8 +10,8 @@ a run on the last worker would have built. Three audit tables (``elt_audit``) ho
 * ``build_inputs``: the loads (run id, dataset, table) each build took in; a load with
   rows that no build took in yet is a change to build from;
 * ``dbt_manifests``: the manifest of the latest build (gzip, base64; one row, replaced
-  by each build): the base of the next run's ``state:modified`` and, for ``elt dev`` and
-  ``elt ci``, production's manifest.
+  by each build): the base of the next run's ``state:modified``; in production's
+  ``elt_audit``, the manifest a developer's or a pull request's build compares with.
 
 Each build writes the outcomes after it ran, then its inputs and manifest; a crash
 before or between the writes makes the next run build more than needed, never less.

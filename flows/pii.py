@@ -17,6 +17,7 @@ import secrets
 from enum import StrEnum
 
 import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from dlt_sources.common.packages import forget_state_unknown_to_warehouse
 from flows.config import Settings
@@ -29,8 +30,14 @@ SECRET_KEY = "transform.pii_salt"
 
 class SaltSource(StrEnum):
     SECRET = "written from the secret transform.pii_salt"
+    STORED = "the secret transform.pii_salt, as already stored"
     KEPT = "kept from the warehouse"
     GENERATED = "generated (set transform.pii_salt in production)"
+
+    @property
+    def written(self) -> bool:
+        """A new salt: every hashed column must be computed again (flows/build.py)."""
+        return self in (SaltSource.SECRET, SaltSource.GENERATED)
 
 
 def ensure_pii_salt(settings: Settings) -> SaltSource:
@@ -40,6 +47,8 @@ def ensure_pii_salt(settings: Settings) -> SaltSource:
         return ensure_pii_salt(settings)
     salt = dlt.secrets.get(SECRET_KEY)
     if salt:
+        if _stored_salt(pipeline) == str(salt):
+            return SaltSource.STORED
         source = SaltSource.SECRET
     else:
         pipeline.sync_destination()  # a fresh worker learns from the warehouse whether it exists
@@ -53,3 +62,13 @@ def ensure_pii_salt(settings: Settings) -> SaltSource:
         loader_file_format=settings.loader_file_format,
     ).raise_on_failed_jobs()
     return source
+
+
+def _stored_salt(pipeline: dlt.Pipeline) -> str | None:
+    """The salt in the warehouse, or None before the first one: a read instead of a load."""
+    try:
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql(f"select salt from {client.make_qualified_table_name(TABLE)}")
+    except DatabaseUndefinedRelation:
+        return None
+    return str(rows[0][0]) if rows else None

@@ -53,7 +53,7 @@ DERIVED = ("DLT_DATA_DIR", "PREFECT_HOME", "DBT_LOG_PATH", "DBT_TARGET_PATH", "P
 
 
 # sources landing within this many seconds of the first get one build (flows/on_arrival.py)
-BUILD_WINDOW_S = 40
+BUILD_WINDOW_S = 30
 
 
 @dataclass
