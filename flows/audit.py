@@ -171,13 +171,17 @@ def latest_loads(settings: Settings) -> dict[tuple[str, str], tuple[int, datetim
     return {(source, table): (int(count), utc(finished)) for source, table, count, finished in rows}
 
 
-def query_audit(settings: Settings, table: str, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` with ``{table}`` the qualified audit table; none before the first record."""
+def query_audit(settings: Settings, table: str, sql: str, **others: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` with ``{table}`` the qualified audit table; none before the first record.
+
+    ``others`` name more audit tables the SQL reads (``{name}`` placeholders); all must exist.
+    """
     pipeline = _pipeline(settings)
     try:
         with pipeline.sql_client() as client:
-            qualified = client.make_qualified_table_name(table)
-            return [tuple(row) for row in client.execute_sql(sql.format(table=qualified)) or []]
+            names = {"table": table, **others}
+            qualified = {key: client.make_qualified_table_name(name) for key, name in names.items()}
+            return [tuple(row) for row in client.execute_sql(sql.format(**qualified)) or []]
     except DatabaseUndefinedRelation:
         return []
 

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
+from dlt_sources.registry import SOURCES
 from flows.build_lock import build_lock
 from flows.build_state import (
     CONTRACT_FAILED,
     NOT_PUBLISHED,
     Load,
-    existing_tables,
     last_manifest,
+    loaded_tables,
     pending_nodes,
     record_build,
     unconsumed_loads,
@@ -90,11 +91,15 @@ def plan(
         modified |= {reader for source in changed for reader in graph.children.get(source, ())}
     loads = unconsumed_loads(settings)
     scope = None if sources is None else [raw_dataset(source, settings) for source in sources]
+    # a source table exists once a load brought it rows; tables no source of ours loads
+    # (the PII salt, which the flow keeps) are taken to exist
+    raw = {raw_dataset(source, settings).lower() for source in SOURCES}
+    kept = {table for table in graph.sources.values() if table.schema not in raw}
     changes = Changes(
         loaded=frozenset(load.table for load in loads),
         modified=modified,
         pending=pending_nodes(settings),
-        existing=existing_tables(settings, graph.sources.values()),
+        existing=loaded_tables(settings) | kept,
     )
     drawn = plan_build(graph, changes, scope=scope, full_build=full_build)
     taken = [load for load in loads if scope is None or load.table.schema in scope]
