@@ -44,8 +44,8 @@ def test_the_longest_scopes_start_first_and_the_rest_keep_their_order() -> None:
     assert list(queue) == [
         BIGQUERY_FIRST_RUN,
         SNOWFLAKE_AND_DUCKDB_FIRST_RUNS,
-        "tests/e2e/test_elt_flow.py",
         "tests/integration/test_deployments.py",
+        "tests/e2e/test_elt_flow.py",
         "tests/unit/test_config.py",
         "tests/integration/test_contracts.py",
     ]
