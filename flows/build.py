@@ -172,7 +172,7 @@ def _held_back(build: Build, failed: ContractsFailed | None) -> dict[str, str]:
         return {}
     graph = build.project.graph
     marts = graph.marts(uid for uid in build.plan.selected)
-    failing_tables = {result.dataset.rsplit(".", 1)[-1] for result in failed.results if not result.passed}
+    failing_tables = set(failed.failed_tables)
     failing = {mart.unique_id for mart in marts if mart.name in failing_tables or not failed.results}
     downstream = graph.descendants(failing) - failing
     return {uid: CONTRACT_FAILED for uid in failing} | {
@@ -200,7 +200,7 @@ def _record(settings: Settings, build: Build, summary: RunSummary, unpublished: 
 
 def _quarantine(failed: ContractsFailed, build: Build) -> None:
     """Keep the audited tables that failed a contract, named after this flow run, for inspection."""
-    tables = sorted({result.dataset.rsplit(".", 1)[-1] for result in failed.results if not result.passed})
+    tables = failed.failed_tables
     if not tables:
         return
     suffix = (flow_run.get_id() or "manual").replace("-", "_")

@@ -52,6 +52,11 @@ class ContractsFailed(Exception):
         super().__init__(message)
         self.results: list[ContractResult] = results or []
 
+    @property
+    def failed_tables(self) -> list[str]:
+        """The failing contracts' tables, without their schema, in name order."""
+        return sorted({result.dataset.rsplit(".", 1)[-1] for result in self.results if not result.passed})
+
 
 def verify_contract(
     contract: Path,

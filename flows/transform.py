@@ -117,7 +117,7 @@ class ParsedProject:
 
 def parse_project(*, target: str | None = None, target_path: Path | None = None) -> ParsedProject:
     """``dbt parse``: the manifest of the project as it is now, with the target's settings."""
-    artifacts = TRANSFORM_DIR / Path(target_path or os.environ.get("DBT_TARGET_PATH") or "target")
+    artifacts = TRANSFORM_DIR / _target_folder(target_path)
     result = _invoke(["parse"], target, _options(target_path))
     if not result.success:
         raise DbtInvocationError(f"dbt parse failed: {result.exception or 'see dbt errors above'}")
@@ -172,7 +172,7 @@ def run_dbt_build(
     and :class:`DbtInvocationError` when dbt cannot run at all.
     """
     project_dir = Path(project_dir)
-    artifacts = Path(target_path or os.environ.get("DBT_TARGET_PATH") or "target")
+    artifacts = _target_folder(target_path)
     run_results_path = project_dir / artifacts / "run_results.json"  # an absolute artifacts path wins
     # A stale file from an earlier run must never be mistaken for this run's results.
     run_results_path.unlink(missing_ok=True)
@@ -204,11 +204,17 @@ def run_dbt_operation(
     command = ["run-operation", macro]
     if args:
         command += ["--args", json.dumps(dict(args))]
-    artifacts = Path(os.environ.get("DBT_TARGET_PATH") or "target") / "operations"
+    artifacts = _target_folder(None) / "operations"
     result = _invoke(command, target, _options(artifacts), manifest=manifest)
     if not result.success:
         reason = result.exception or "see dbt's errors above"
         raise DbtInvocationError(f"dbt run-operation {macro} failed: {reason}")
+
+
+def _target_folder(target_path: Path | None) -> Path:
+    """dbt's target folder: the one given, else ``DBT_TARGET_PATH``, else ``target`` (relative
+    paths are under the project folder, as dbt reads them)."""
+    return Path(target_path or os.environ.get("DBT_TARGET_PATH") or "target")
 
 
 def _options(
