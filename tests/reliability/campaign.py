@@ -408,6 +408,9 @@ def campaign_sources(plan: Plan, workdir: Path) -> Iterator[tuple[DemoSources, d
                 "ELT_DATA_DIR": str(workdir / "data"),
                 "ELT_DUCKDB_PATH": str(workdir / "warehouse.duckdb"),
                 "ELT_RETRY_DELAY_SECONDS": "0.5",
+                # the harness's server runs no repossessor: a killed build's lock is freed by
+                # the next run once the holder's heartbeat stood still this long
+                "ELT_BUILD_LOCK_STALE_SECONDS": "5",
                 "ELT_INGEST_RETRIES": "5",
                 "SOURCES__STRIPE__REQUEST_TIMEOUT": "1",
                 "SOURCES__GITHUB__REQUEST_TIMEOUT": "1",
