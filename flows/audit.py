@@ -91,14 +91,14 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def record(settings: Settings, table: str, records: Sequence[Any]) -> None:
+def record(settings: Settings, table: str, records: Sequence[Any], dataset: str = DATASET) -> None:
     """Append ``records`` (dataclasses) to ``elt_audit.<table>`` (``loads``, ``contracts``, ``backfills``)."""
-    record_tables(settings, {table: records})
+    record_tables(settings, {table: records}, dataset)
 
 
-def record_tables(settings: Settings, tables: Mapping[str, Sequence[Any]]) -> None:
+def record_tables(settings: Settings, tables: Mapping[str, Sequence[Any]], dataset: str = DATASET) -> None:
     """Append records (dataclasses) to several audit tables in one load (or replace, for the
-    tables that keep only their latest record)."""
+    tables that keep only their latest record); ``dataset`` only for the scratch registry."""
     resources = [
         dlt.resource(
             [asdict(item) for item in records],
@@ -111,9 +111,9 @@ def record_tables(settings: Settings, tables: Mapping[str, Sequence[Any]]) -> No
     ]
     if not resources:
         return
-    pipeline = _pipeline(settings)
+    pipeline = _pipeline(settings, dataset)
     if forget_state_unknown_to_warehouse(pipeline):  # a stale local schema would skip CREATE TABLE
-        pipeline = _pipeline(settings)
+        pipeline = _pipeline(settings, dataset)
     pipeline.run(resources, loader_file_format=settings.loader_file_format).raise_on_failed_jobs()
 
 
@@ -171,12 +171,14 @@ def latest_loads(settings: Settings) -> dict[tuple[str, str], tuple[int, datetim
     return {(source, table): (int(count), utc(finished)) for source, table, count, finished in rows}
 
 
-def query_audit(settings: Settings, table: str, sql: str, **others: str) -> list[tuple[Any, ...]]:
+def query_audit(
+    settings: Settings, table: str, sql: str, dataset: str = DATASET, **others: str
+) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` with ``{table}`` the qualified audit table; none before the first record.
 
     ``others`` name more audit tables the SQL reads (``{name}`` placeholders); all must exist.
     """
-    pipeline = _pipeline(settings)
+    pipeline = _pipeline(settings, dataset)
     try:
         with pipeline.sql_client() as client:
             names = {"table": table, **others}
@@ -186,8 +188,8 @@ def query_audit(settings: Settings, table: str, sql: str, **others: str) -> list
         return []
 
 
-def _pipeline(settings: Settings) -> dlt.Pipeline:
-    return warehouse_pipeline(settings, "elt_audit", DATASET)
+def _pipeline(settings: Settings, dataset: str = DATASET) -> dlt.Pipeline:
+    return warehouse_pipeline(settings, dataset, dataset)
 
 
 def utc(value: datetime) -> datetime:

@@ -16,36 +16,19 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from dlt_sources.errors import SourceError
+from flows import change_commands
 from flows.config import ConfigError, apply_runtime_environment, data_dir, load_settings
+from flows.terminal import WarehouseOption, console
+from flows.terminal import fail as _fail
 from flows.warehouses import DEFAULT_WAREHOUSE, WAREHOUSES, warehouse_named
 
 app = typer.Typer(help="ELT platform: dlt sources → warehouse → dbt → Soda contracts, run by Prefect.")
-console = Console()
-errors = Console(stderr=True)
-
-WarehouseOption = Annotated[
-    str | None,
-    typer.Option(
-        "--warehouse",
-        "-w",
-        help=f"One of {', '.join(WAREHOUSES)}; default: $ELT_WAREHOUSE or {DEFAULT_WAREHOUSE}.",
-        show_default=False,
-    ),
-]
 SourceOption = Annotated[
     list[str] | None,
     typer.Option("--source", "-s", help="Load only this source (repeatable); default: all sources."),
 ]
-
-
-def _fail(message: str) -> None:
-    # escaped: messages name settings like [sources.shop], which rich would take for markup
-    errors.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _run_flow(sources: list[str] | None, warehouse: str | None, full_build: bool = False) -> None:
@@ -237,6 +220,10 @@ def dbt(ctx: typer.Context, warehouse: WarehouseOption = None) -> None:
             arguments += [flag, str(TRANSFORM_DIR)]
     result = dbtRunner().invoke(arguments)
     raise typer.Exit(0 if result.success else 1)
+
+
+app.command()(change_commands.dev)
+app.add_typer(change_commands.ci, name="ci")
 
 
 cdc = typer.Typer(help="Postgres change data capture: publication, slot, lag, re-snapshot.")

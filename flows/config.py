@@ -176,8 +176,7 @@ def schema_prefix() -> str:
     if explicit is not None:
         prefix = explicit.strip().lower()
     elif environment == "dev":
-        developer = os.environ.get("ELT_DEVELOPER") or getpass.getuser()
-        prefix = "dev_" + re.sub(r"[^a-z0-9]+", "_", developer.lower()).strip("_") + "_"
+        prefix = developer_prefix()
     else:
         prefix = ""
     if prefix and not re.fullmatch(r"[a-z][a-z0-9_]*", prefix):
@@ -186,6 +185,12 @@ def schema_prefix() -> str:
             "starting with a letter"
         )
     return prefix
+
+
+def developer_prefix() -> str:
+    """``dev_<developer>_``: ``ELT_DEVELOPER``, else the login name, in lower-case letters, digits, ``_``."""
+    developer = os.environ.get("ELT_DEVELOPER") or getpass.getuser()
+    return "dev_" + re.sub(r"[^a-z0-9]+", "_", developer.lower()).strip("_") + "_"
 
 
 def flow_retries() -> int:

@@ -115,10 +115,18 @@ class ParsedProject:
     graph: DbtGraph
 
 
-def parse_project(*, target: str | None = None, target_path: Path | None = None) -> ParsedProject:
-    """``dbt parse``: the manifest of the project as it is now, with the target's settings."""
-    artifacts = TRANSFORM_DIR / _target_folder(target_path)
-    result = _invoke(["parse"], target, _options(target_path))
+def parse_project(
+    *,
+    target: str | None = None,
+    target_path: Path | None = None,
+    project_dir: Path = TRANSFORM_DIR,
+    quiet: bool = False,
+) -> ParsedProject:
+    """``dbt parse``: the manifest of the project as it is now, with the target's settings
+    (``quiet``: only dbt's warnings and errors reach the console)."""
+    artifacts = project_dir / _target_folder(target_path)
+    options = _options(target_path, project_dir) | ({"log-level": "warn"} if quiet else {})
+    result = _invoke(["parse"], target, options)
     if not result.success:
         raise DbtInvocationError(f"dbt parse failed: {result.exception or 'see dbt errors above'}")
     contents = json.loads((artifacts / "manifest.json").read_text(encoding="utf-8"))

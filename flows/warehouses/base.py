@@ -108,6 +108,10 @@ class Warehouse(ABC):
         """Column types of a built table, for ``elt contracts scaffold``; empty when unknown."""
         return {}
 
+    def information_schema(self, settings: Settings, schema: str) -> str:
+        """Where the standard ``information_schema`` views describing ``schema`` are (data diffs)."""
+        return "information_schema"
+
     @abstractmethod
     def drop_schema_sql(self, settings: Settings, schema: str) -> str:
         """CI cleanup: the statement that drops a schema and everything in it, quoted as this

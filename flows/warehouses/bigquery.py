@@ -116,6 +116,10 @@ class BigQuery(Warehouse):
         # own file; application-default credentials use bigquery.yml
         return "bigquery_service_account" if settings.credentials.service_account else self.name
 
+    def information_schema(self, settings: Settings, schema: str) -> str:
+        """BigQuery keeps one per dataset."""
+        return f"{_dataset(settings, schema)}.INFORMATION_SCHEMA"
+
     def drop_schema_sql(self, settings: Settings, schema: str) -> str:
         return f"drop schema if exists {_dataset(settings, schema)} cascade"
 

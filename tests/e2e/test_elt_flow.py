@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -46,6 +47,7 @@ from standins import (
 )
 from standins.dataset import charge_object
 from standins.postgres import PostgresServer
+from tests.support import pull_requests
 from tests.support.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
@@ -198,6 +200,92 @@ def test_rerun_on_fresh_worker_loads_nothing(first_run: dict[str, int]) -> None:
     assert summary.build_plan[0].startswith("dbt: nothing changed"), summary.build_plan
     assert counts(settings.duckdb_path) == first_run
     assert published_marts(settings.duckdb_path) == before
+
+
+def test_elt_ci_builds_what_a_pull_request_changed_diffs_it_and_fails_on_its_contract(
+    first_run: dict[str, int], tmp_path: Path
+) -> None:
+    # GIVEN production (a copy of this warehouse) and a pull request changing fct_orders
+    # and stg_shop__products, in a real git repository
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(load_settings().duckdb_path, warehouse)
+    repo = pull_requests.checkout(tmp_path / "repo")
+    pull_requests.open_pull_request(repo)
+    expected = pull_requests.expected_diffs(partial(query, warehouse), "analytics_marts", "raw_shop")
+    assert expected["fct_orders"]["changed"] and expected["dim_products"]["changed"], expected
+    # WHEN CI runs for it
+    with environment({"ELT_DUCKDB_PATH": str(warehouse)}):
+        outcome = CliRunner().invoke(app, ["ci", "--base", "main", "--repo", str(repo)])
+    # THEN it fails, naming the mart and the check its new column broke
+    assert outcome.exit_code == 1, outcome.output
+    assert "analytics_marts_audit.fct_orders, check 'schema' failed" in outcome.output
+    artifacts = repo / "transform/target/ci"
+    report = json.loads((artifacts / "ci_report.json").read_text())
+    # AND dbt built exactly the two changed models and their children (snapshots keep
+    # production's history), as dbt's run results say
+    results = json.loads((artifacts / "target/run_results.json").read_text())["results"]
+    built = {result["unique_id"] for result in results if result["unique_id"].startswith("model.")}
+    assert built == {
+        uid for uid in dbt_selects("fct_orders+ stg_shop__products+") if uid.startswith("model.")
+    }
+    # AND the diff's numbers are the ones SQL of the test's own computes from production
+    diffs = {diff["model"]: diff for diff in report["diffs"]}
+    for model, numbers in expected.items():
+        assert {key: diffs[model][key] for key in numbers} == numbers, model
+    # AND the hashed columns, salted from production's salt, did not change
+    assert not {"email_hash", "name_hash"} & set(diffs["dim_customers"]["changed_values"])
+    assert "| fct_orders | " in (artifacts / "ci_report.md").read_text()
+    # AND no CI schema is left
+    assert (
+        query(warehouse, "select schema_name from information_schema.schemata where schema_name like 'ci%'")
+        == []
+    )
+
+
+def test_elt_dev_builds_an_edited_mart_into_dev_schemas_and_leaves_production_alone(
+    first_run: dict[str, int], tmp_path: Path
+) -> None:
+    # GIVEN production (a copy) and a developer's working tree with fct_orders.sql edited
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(load_settings().duckdb_path, warehouse)
+    repo = pull_requests.checkout(tmp_path / "repo")
+    pull_requests.by_day_only(repo)
+    before = table_checksums(warehouse)
+    # WHEN the developer runs elt dev
+    with environment({"ELT_DUCKDB_PATH": str(warehouse), "ELT_DEVELOPER": "Alice"}):
+        outcome = CliRunner().invoke(app, ["dev", "--repo", str(repo)])
+    assert outcome.exit_code == 0, outcome.output
+    # THEN fct_orders and its children were built in dev_alice_*, as dbt's run results say
+    results = json.loads((repo / "transform/target/dev/target/run_results.json").read_text())["results"]
+    built = {result["unique_id"] for result in results if result["unique_id"].startswith("model.")}
+    assert built == {uid for uid in dbt_selects("fct_orders+") if uid.startswith("model.")}
+    assert query(warehouse, "select count(*) from dev_alice_analytics_marts_audit.fct_orders") == [
+        (N_ORDERS,)
+    ]
+    dev_orders = "dev_alice_analytics_marts_audit.fct_orders"
+    by_day = f"select count(*) from {dev_orders} where ordered_at <> date_trunc('day', ordered_at)"
+    assert query(warehouse, by_day) == [(0,)]
+    # AND its unchanged parents were read from production: no dev staging was built
+    schemas = {name for (name,) in query(warehouse, "select schema_name from information_schema.schemata")}
+    assert {name for name in schemas if name.startswith("dev_")} == {"dev_alice_analytics_marts_audit"}
+    # AND every production table is as it was
+    assert table_checksums(warehouse) == before
+
+
+def table_checksums(path: Path) -> dict[str, tuple[int, int]]:
+    """Rows and an order-independent checksum of every table outside dev, CI and scratch schemas."""
+    tables = query(
+        path,
+        "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE'"
+        " and table_schema not like 'dev\\_%' escape '\\' and table_schema not like 'ci\\_%' escape '\\'"
+        " and table_schema <> 'elt_scratch'",
+    )
+    return {
+        f"{schema}.{table}": query(
+            path, f'select count(*), coalesce(sum(hash(t)), 0) from "{schema}"."{table}" as t'
+        )[0]
+        for schema, table in tables
+    }
 
 
 def test_new_charges_build_only_what_they_feed_and_the_marts_match_a_full_rebuild(
