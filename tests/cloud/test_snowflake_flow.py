@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from flows.report import RunSummary
 from flows.transform import run_dbt_operation
 from standins import DemoSources
 from tests.emulators.snowflake import FakeSnowflake
-from tests.support import first_runs
+from tests.support import first_runs, pull_requests
 from tests.support import snowflake as snowflake_queries
 from tests.support.demo_tables import (
     COUNTED_TABLES,
@@ -142,6 +143,37 @@ def test_elt_dbt_runs_dbt_on_snowflake_with_nothing_exported_by_hand(
     built = {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("model.")}
     assert built == dict.fromkeys(
         ["model.elt.dim_customers", "model.elt.fct_orders", "model.elt.fct_revenue_daily"], "success"
+    )
+
+
+def test_elt_ci_builds_a_pull_request_beside_production_and_drops_it(
+    first_run: dict[str, int], snowflake: FakeSnowflake, tmp_path: Path
+) -> None:
+    # GIVEN production on Snowflake and a pull request changing fct_orders and stg_shop__products
+    repo = pull_requests.checkout(tmp_path / "repo")
+    pull_requests.open_pull_request(repo)
+    expected = pull_requests.expected_diffs(partial(query, snowflake), "analytics_marts", "raw_shop")
+    assert expected["fct_orders"]["changed"] and expected["dim_products"]["changed"], expected
+    # WHEN CI runs for it
+    outcome = CliRunner().invoke(
+        app, ["ci", "--base", "main", "--repo", str(repo), "--warehouse", "snowflake"]
+    )
+    # THEN it fails on the contract the new column broke, naming table and check
+    assert outcome.exit_code == 1, f"{outcome.output}\n{snowflake.first_errors()}"
+    assert "analytics_marts_audit.fct_orders, check 'schema' failed" in outcome.output.lower()
+    # AND it built exactly the changed models and their children, and diffed them right
+    artifacts = repo / "transform/target/ci"
+    assert pull_requests.models_built(artifacts) == pull_requests.models_selected(
+        "fct_orders+ stg_shop__products+"
+    )
+    diffs = {diff["model"]: diff for diff in json.loads((artifacts / "ci_report.json").read_text())["diffs"]}
+    for model, numbers in expected.items():
+        assert {key: diffs[model][key] for key in numbers} == numbers, model
+    assert not {"email_hash", "name_hash"} & set(diffs["dim_customers"]["changed_values"])
+    # AND no CI schema is left on the emulator
+    assert (
+        query(snowflake, "select schema_name from information_schema.schemata where schema_name ilike 'ci%'")
+        == []
     )
 
 

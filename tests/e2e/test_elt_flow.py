@@ -33,10 +33,10 @@ from dlt_sources.registry import SOURCES
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import FAILED, LOADED
 from flows.cli import app
-from flows.config import TRANSFORM_DIR, environment, load_settings
+from flows.config import environment, load_settings
 from flows.elt import EltRunFailed, elt
 from flows.report import RunSummary
-from flows.transform import release_duckdb_connection, run_dbt_build
+from flows.transform import run_dbt_build
 from standins import (
     DEMO_GITHUB_TOKEN,
     DEMO_STRIPE_KEY,
@@ -57,6 +57,7 @@ from tests.support.demo_tables import (
     rows_loaded,
 )
 from tests.support.postgres import password_dsn, require_password
+from tests.support.pull_requests import dbt_selects, models_built, models_selected
 from tests.support.receivers import Received, webhook_receiver
 from tests.support.row_hashes import row_hash
 from tests.support.secrets_scan import (
@@ -256,9 +257,7 @@ def test_elt_dev_builds_an_edited_mart_into_dev_schemas_and_leaves_production_al
         outcome = CliRunner().invoke(app, ["dev", "--repo", str(repo)])
     assert outcome.exit_code == 0, outcome.output
     # THEN fct_orders and its children were built in dev_alice_*, as dbt's run results say
-    results = json.loads((repo / "transform/target/dev/target/run_results.json").read_text())["results"]
-    built = {result["unique_id"] for result in results if result["unique_id"].startswith("model.")}
-    assert built == {uid for uid in dbt_selects("fct_orders+") if uid.startswith("model.")}
+    assert models_built(repo / "transform/target/dev") == models_selected("fct_orders+")
     assert query(warehouse, "select count(*) from dev_alice_analytics_marts_audit.fct_orders") == [
         (N_ORDERS,)
     ]
@@ -341,22 +340,6 @@ def loaded_tables(summary: RunSummary) -> list[str]:
 def built_models(summary: RunSummary) -> set[str]:
     assert summary.dbt is not None, summary.build_plan
     return {node.unique_id for node in summary.dbt.nodes if node.resource_type in ("model", "snapshot")}
-
-
-def dbt_selects(selector: str) -> set[str]:
-    """The models and snapshots dbt's own selector picks (not flows.dbt_graph's planning)."""
-    from dbt.cli.main import dbtRunner
-
-    listed = dbtRunner().invoke(
-        [
-            *["ls", "--select", selector, "--resource-type", "model", "--resource-type", "snapshot"],
-            *["--output", "json", "--output-keys", "unique_id", "--log-level", "none"],
-            *["--project-dir", str(TRANSFORM_DIR), "--profiles-dir", str(TRANSFORM_DIR)],
-        ]
-    )
-    release_duckdb_connection()
-    assert listed.success, listed.exception
-    return {json.loads(line)["unique_id"] for line in listed.result}
 
 
 def mart_hashes(path: Path, schema: str) -> dict[str, list[str]]:

@@ -12,13 +12,15 @@ against production (never with flows/data_diff.py):
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.config import PROJECT_DIR
+from flows.config import PROJECT_DIR, TRANSFORM_DIR
+from flows.transform import release_duckdb_connection
 
 Query = Callable[[str], list[tuple[Any, ...]]]
 BRANCH = "orders-by-day"
@@ -123,3 +125,29 @@ def expected_diffs(query: Query, marts: str, raw_shop: str) -> dict[str, dict[st
             "changed_values": {"product_name": renamed_raw} if renamed_raw else {},
         },
     }
+
+
+def dbt_selects(selector: str) -> set[str]:
+    """The models and snapshots dbt's own selector picks (not flows.dbt_graph's planning)."""
+    from dbt.cli.main import dbtRunner
+
+    listed = dbtRunner().invoke(
+        [
+            *["ls", "--select", selector, "--resource-type", "model", "--resource-type", "snapshot"],
+            *["--output", "json", "--output-keys", "unique_id", "--log-level", "none"],
+            *["--project-dir", str(TRANSFORM_DIR), "--profiles-dir", str(TRANSFORM_DIR)],
+        ]
+    )
+    release_duckdb_connection()
+    assert listed.success, listed.exception
+    return {json.loads(line)["unique_id"] for line in listed.result}
+
+
+def models_built(artifacts: Path) -> set[str]:
+    """The models a dev or CI build made, from dbt's run results in its artifacts folder."""
+    results = json.loads((artifacts / "target/run_results.json").read_text())["results"]
+    return {result["unique_id"] for result in results if result["unique_id"].startswith("model.")}
+
+
+def models_selected(selector: str) -> set[str]:
+    return {uid for uid in dbt_selects(selector) if uid.startswith("model.")}
