@@ -269,6 +269,16 @@ def test_elt_dev_builds_an_edited_mart_into_dev_schemas_and_leaves_production_al
     assert {name for name in schemas if name.startswith("dev_")} == {"dev_alice_analytics_marts_audit"}
     # AND every production table is as it was
     assert table_checksums(warehouse) == before
+    # AND cleaning up CI leftovers keeps the developer's schemas, unless asked for them too
+    with environment({"ELT_DUCKDB_PATH": str(warehouse)}):
+        ci_only = CliRunner().invoke(app, ["ci", "cleanup", "--older-than", "0m"])
+        with_dev = CliRunner().invoke(app, ["ci", "cleanup", "--older-than", "0m", "--dev"])
+    assert ci_only.exit_code == 0 and "0 schemas dropped" in ci_only.output, ci_only.output
+    assert with_dev.exit_code == 0 and "dropped dev_alice_analytics_marts_audit" in with_dev.output, (
+        with_dev.output
+    )
+    dev_schemas = "select schema_name from information_schema.schemata where schema_name like 'dev%'"
+    assert query(warehouse, dev_schemas) == []
 
 
 def table_checksums(path: Path) -> dict[str, tuple[int, int]]:
