@@ -58,7 +58,7 @@ class SourceSpec:
     ``transform/models/staging/`` and the contracts folder ``checks/raw/<name>/``.
     ``schedule`` is the cron (UTC) of the source's own deployment; None: the source loads
     only in the full nightly run. ``after_load`` runs once the load is committed (CDC applies
-    TRUNCATEs and reports slot lag there).
+    TRUNCATEs and reports slot lag there). ``origin`` says where the data comes from.
     """
 
     name: str
@@ -68,6 +68,8 @@ class SourceSpec:
     after_load: Callable[[dlt.Pipeline], AfterLoadReport] | None = None
     schedule: str | None = None
     freshness: FreshnessSla | None = None
+    # where the data comes from, in words, for the documentation (``elt docs``)
+    origin: str = ""
 
     def __post_init__(self) -> None:
         if self.schedule is not None and len(self.schedule.split()) != _CRON_FIELDS:

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from dlt_sources.errors import SourceError
-from flows import change_commands
+from flows import analytics_commands
 from flows.config import ConfigError, apply_runtime_environment, data_dir, load_settings
 from flows.terminal import WarehouseOption, console
 from flows.terminal import fail as _fail
@@ -222,8 +222,9 @@ def dbt(ctx: typer.Context, warehouse: WarehouseOption = None) -> None:
     raise typer.Exit(0 if result.success else 1)
 
 
-app.command()(change_commands.dev)
-app.add_typer(change_commands.ci, name="ci")
+app.command()(analytics_commands.dev)
+app.command()(analytics_commands.docs)
+app.add_typer(analytics_commands.ci, name="ci")
 
 
 cdc = typer.Typer(help="Postgres change data capture: publication, slot, lag, re-snapshot.")

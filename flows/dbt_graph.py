@@ -107,6 +107,19 @@ class DbtGraph:
             queue.extend(self.children.get(current, ()))
         return seen
 
+    def ancestor_sources(self, unique_id: str) -> set[str]:
+        """The source nodes ``unique_id`` reads, through however many models."""
+        seen: set[str] = set()
+        queue = deque([unique_id])
+        while queue:
+            current = queue.popleft()
+            node = self.nodes.get(current)
+            for parent in node.parents if node else ():
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+        return seen & set(self.sources)
+
     def readers_of(self, tables: Iterable[SourceTable]) -> set[str]:
         """The dbt source nodes naming any of ``tables``."""
         wanted = set(tables)

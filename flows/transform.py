@@ -219,6 +219,13 @@ def run_dbt_operation(
         raise DbtInvocationError(f"dbt run-operation {macro} failed: {reason}")
 
 
+def generate_dbt_docs(target_path: Path) -> None:
+    """``dbt docs generate``: the site, the manifest and the warehouse's catalog, into ``target_path``."""
+    result = _invoke(["docs", "generate"], None, _options(target_path) | {"log-level": "warn"})
+    if not result.success:
+        raise DbtInvocationError(f"dbt docs generate failed: {result.exception or 'see dbt errors above'}")
+
+
 def _target_folder(target_path: Path | None) -> Path:
     """dbt's target folder: the one given, else ``DBT_TARGET_PATH``, else ``target`` (relative
     paths are under the project folder, as dbt reads them)."""

@@ -108,7 +108,18 @@ def declared_in(
                 tables=config.table_names,
                 schedule=config.schedule,
                 freshness=config.freshness,
+                origin=_header_comment(path) or f"declared in {path.name}",
             )
         except SourceError as exc:
             raise error(f"{path}: {exc}") from None
     return found
+
+
+def _header_comment(path: Path) -> str:
+    """The comment a declared source's file opens with: what the source is, in its author's words."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    return " ".join(line for line in lines if line)

@@ -232,5 +232,6 @@ SPEC = SourceSpec(
     factory=github_source,
     tables=settings.RESOURCES,
     schedule="35 */6 * * *",
+    origin="GitHub's REST API (issues, pull requests, comments and releases of the configured repositories)",
     freshness=FreshnessSla(default=timedelta(days=1)),
 )

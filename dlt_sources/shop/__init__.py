@@ -40,5 +40,6 @@ SPEC = SourceSpec(
     cdc_tables=TABLES,
     after_load=shop_after_load,
     schedule="5 * * * *",
+    origin="the shop's PostgreSQL database, replicated through logical decoding (CDC)",
     freshness=FreshnessSla(default=timedelta(hours=2), tables={"orders": timedelta(hours=1)}),
 )

@@ -225,5 +225,6 @@ SPEC = SourceSpec(
     factory=stripe_source,
     tables=settings.TABLES,
     schedule="20 * * * *",
+    origin="Stripe's REST API (/v1/charges, customers, invoices, refunds; kept current through /v1/events)",
     freshness=FreshnessSla(default=timedelta(hours=6)),
 )

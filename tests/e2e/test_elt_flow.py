@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import subprocess
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +37,8 @@ from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import FAILED, LOADED
 from flows.cli import app
 from flows.config import environment, load_settings
+from flows.docs import generate_docs
+from flows.docs import serve as serve_docs
 from flows.elt import EltRunFailed, elt
 from flows.report import RunSummary
 from flows.transform import run_dbt_build
@@ -186,6 +191,44 @@ def test_status_shows_loads_contracts_and_slot_lag(first_run: dict[str, int]) ->
     assert orders["slot_lag_bytes"] is not None and orders["slot_lag_bytes"] >= 0
     assert statuses["raw_stripe.charges"]["contract"] == "passed"
     assert statuses["raw_stripe.charges"]["slot_lag_bytes"] is None
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)",
+)
+def test_docs_show_a_marts_raw_tables_and_contract_in_a_real_browser(
+    first_run: dict[str, int], tmp_path: Path, module_dir: Path
+) -> None:
+    # GIVEN the docs of this warehouse, served on 127.0.0.1 as `elt docs` serves them
+    folder = generate_docs(load_settings(), tmp_path / "docs")
+    server = serve_docs(folder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    site = f"http://127.0.0.1:{server.server_address[1]}"
+    page = f"{site}/index.html#!/model/model.elt.fct_orders"
+    screenshot = module_dir / "docs-fct_orders.png"
+    browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000"]
+    try:
+        # WHEN a headless browser opens fct_orders' page
+        rendered = run_browser([*browser, "--dump-dom", page])
+        run_browser([*browser, "--window-size=1400,1800", f"--screenshot={screenshot}", page])
+        contract = urllib.request.urlopen(f"{site}/contracts/marts/fct_orders.yml").read()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # THEN the rendered page links every raw table the mart's data comes from, and its contract
+    for raw in ("raw_shop.orders", "raw_shop.order_items", "raw_stripe.charges", "raw_stripe.refunds"):
+        assert f'<a href="#!/source/source.elt.{raw}">{raw}</a>' in rendered, raw
+    assert '<a href="contracts/marts/fct_orders.yml">checks/marts/fct_orders.yml</a>' in rendered
+    assert b"dataset: warehouse/${var.MARTS_SCHEMA}/fct_orders" in contract
+    # AND the screenshot of the page was saved
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
+
+
+def run_browser(command: list[str]) -> str:
+    """Run headless Chromium; its output (the page's DOM for --dump-dom)."""
+    done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+    return done.stdout
 
 
 def test_rerun_on_fresh_worker_loads_nothing(first_run: dict[str, int]) -> None:

@@ -1,6 +1,6 @@
-"""``elt dev`` and ``elt ci``: an analytics engineer's change built beside production
-(flows/slim_build.py), checked by its contracts and diffed against production
-(flows/change_report.py)."""
+"""The analytics engineer's commands: ``elt dev`` and ``elt ci`` (a change built beside
+production, flows/slim_build.py, checked by its contracts and diffed against production,
+flows/change_report.py) and ``elt docs`` (flows/docs.py)."""
 
 from __future__ import annotations
 
@@ -131,3 +131,33 @@ def ci_cleanup(
     for schema in dropped:
         console.print(f"dropped {schema}", highlight=False)
     console.print(f"{len(dropped)} schemas dropped", highlight=False)
+
+
+def docs(
+    warehouse: WarehouseOption = None,
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1; 0 picks a free one.")] = 8080,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the site after generating it.")
+    ] = True,
+) -> None:
+    """dbt docs with the dlt sources described and each table's Soda contract linked, on 127.0.0.1."""
+    apply_runtime_environment()
+    from flows.config import load_settings
+    from flows.docs import DOCS_FOLDER, generate_docs
+    from flows.docs import serve as serve_docs
+
+    try:
+        folder = generate_docs(load_settings(warehouse), DOCS_FOLDER)
+    except ConfigError as exc:
+        _fail(str(exc))
+    console.print(f"docs generated in {folder}", highlight=False, soft_wrap=True)
+    if not serve:
+        return
+    server = serve_docs(folder, port)
+    console.print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
