@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Annotated
 
@@ -20,7 +21,7 @@ import typer
 from dlt_sources.errors import SourceError
 from flows import analytics_commands
 from flows.config import ConfigError, apply_runtime_environment, data_dir, load_settings
-from flows.terminal import WarehouseOption, console
+from flows.terminal import WarehouseOption, console, run_logs_in_file
 from flows.terminal import fail as _fail
 from flows.warehouses import DEFAULT_WAREHOUSE, WAREHOUSES, warehouse_named
 
@@ -31,8 +32,16 @@ SourceOption = Annotated[
 ]
 
 
-def _run_flow(sources: list[str] | None, warehouse: str | None, full_build: bool = False) -> None:
-    """Validate the settings, run the flow, print its report; exit 1 on any failure."""
+VerboseOption = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="Print Prefect's and dbt's log lines instead of the live view."),
+]
+
+
+def _run_flow(
+    sources: list[str] | None, warehouse: str | None, full_build: bool = False, verbose: bool = False
+) -> None:
+    """Validate the settings, run the flow with its live view, print its report; exit 1 on any failure."""
     try:
         load_settings(warehouse)
     except ConfigError as exc:
@@ -46,18 +55,27 @@ def _run_flow(sources: list[str] | None, warehouse: str | None, full_build: bool
 
     from flows.elt import EltRunFailed, elt
     from flows.ingest import source_error_in
+    from flows.progress import live_view
 
     started = time.perf_counter()
-    try:
-        summary = elt(sources=sources, warehouse=warehouse, full_build=full_build)
-    except EltRunFailed as exc:
-        exc.summary.print(console)
-        cause = source_error_in(exc)
-        _fail(str(cause) if cause else exc.summary.error or "the ELT run failed")
-    except (ConfigError, SourceError) as exc:
-        _fail(str(exc))
+    with ExitStack() as shown:
+        if not verbose:
+            log_file = shown.enter_context(run_logs_in_file(data_dir() / "logs"))
+            shown.enter_context(live_view(console))
+        try:
+            summary = elt(sources=sources, warehouse=warehouse, full_build=full_build)
+        except EltRunFailed as exc:
+            shown.close()
+            exc.summary.print(console)
+            cause = source_error_in(exc)
+            _fail(str(cause) if cause else exc.summary.error or "the ELT run failed")
+        except (ConfigError, SourceError) as exc:
+            shown.close()
+            _fail(str(exc))
     summary.print(console)
-    console.print(f"total wall time: {time.perf_counter() - started:.1f}s")
+    console.print(f"total wall time: {time.perf_counter() - started:.1f}s", highlight=False)
+    if not verbose:
+        console.print(f"full log: {log_file} (and the flow run in Prefect)", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -67,15 +85,17 @@ def run(
     full_build: Annotated[
         bool, typer.Option("--full-build", help="Rebuild every dbt node, not only what changed.")
     ] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the ELT flow: ingest → raw contracts → dbt build of what changed → mart contracts → publish."""
-    _run_flow(sources, warehouse, full_build)
+    _run_flow(sources, warehouse, full_build, verbose)
 
 
 @app.command()
 def demo(
     orders: Annotated[int, typer.Option(help="Orders in the generated shop database.")] = 100_000,
     warehouse: WarehouseOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Start the local stand-ins (PostgreSQL shop, Stripe API), run the ELT on DuckDB (or --warehouse)."""
     apply_runtime_environment()
@@ -94,7 +114,7 @@ def demo(
             f"tickets API on {sources.tickets_url}"
         )
         with environment(sources.environment() | {"ELT_WAREHOUSE": chosen.name}):
-            _run_flow(None, chosen.name)
+            _run_flow(None, chosen.name, verbose=verbose)
 
 
 @app.command("smoke-cloud")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from prefect.runtime import flow_run
 
+from flows import progress
 from flows.audit import record_contracts
 from flows.checks import ContractsFailed, run_contracts
 from flows.config import Settings
@@ -48,5 +49,6 @@ def gate(
         results = exc.results
         raise
     finally:
+        progress.contracts_checked(layer, sum(r.passed for r in results), sum(not r.passed for r in results))
         summary.contracts += results
         record_contracts(settings, results, run_id=run_id())

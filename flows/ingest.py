@@ -34,6 +34,7 @@ from dlt_sources.common.http import ApiError
 from dlt_sources.common.packages import discard_committed_extracts, forget_state_unknown_to_warehouse
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.registry import SOURCES, cdc_sources
+from flows import progress
 from flows.audit import FAILED, LOADED, LoadRecord, now, record
 from flows.config import ConfigError, Settings, schema_prefix
 from flows.errors import cause_chain
@@ -216,7 +217,10 @@ def ingest(source: str, settings: Settings) -> IngestResult:
 
     Callers tag the task run with ``source_tag(source)`` so that loads of a source never overlap.
     """
-    return run_source(source, settings)
+    progress.source_started(source)
+    result = run_source(source, settings)
+    progress.source_loaded(source, result.total_rows)
+    return result
 
 
 def ingest_sources(sources: Sequence[str], settings: Settings, run_id: str) -> list[IngestResult]:

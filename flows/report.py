@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from flows import progress
 from flows.redact import first_line
 from flows.results import ContractResult, DbtBuildSummary, IngestResult, Outcome
 
@@ -78,13 +80,19 @@ class RunSummary:
     def stage(self, name: str) -> Iterator[None]:
         """Time a stage and record whether it passed; the error itself propagates."""
         started = time.perf_counter()
+        progress.stage_started(name)
         try:
             yield
         except BaseException as exc:
-            self.stages.append(StageTiming(name, time.perf_counter() - started, "failed"))
+            self._finish(name, started, "failed")
             self.error = self.error or f"{name}: {first_line(exc)}"
             raise
-        self.stages.append(StageTiming(name, time.perf_counter() - started, "ok"))
+        self._finish(name, started, "ok")
+
+    def _finish(self, name: str, started: float, status: str) -> None:
+        seconds = time.perf_counter() - started
+        self.stages.append(StageTiming(name, seconds, status))
+        progress.stage_finished(name, seconds, status)
 
     def table_rows(self) -> list[tuple[str, int]]:
         """Rows loaded per ``dataset.table``; tables with no new rows show 0."""
@@ -134,35 +142,62 @@ class RunSummary:
         return "\n".join(lines) + "\n"
 
     def print(self, console: Console | None = None) -> None:
+        """The summary for a terminal, fitting 80 columns: rows per table (new tables and
+        columns noted), one line per stage and for the contracts unless some failed,
+        warnings, the build and what was published."""
         console = console or Console()
         rows = Table(title="Rows loaded", title_justify="left")
-        rows.add_column("table")
+        rows.add_column("table", overflow="fold")
         rows.add_column("rows", justify="right")
+        rows.add_column("schema", overflow="fold")
+        changes = self._schema_changes()
         for table, count in self.table_rows():
-            rows.add_row(table, f"{count:,}")
-        stages = Table(title="Stages", title_justify="left")
-        stages.add_column("stage")
-        stages.add_column("seconds", justify="right")
-        stages.add_column("status")
-        for stage in self.stages:
-            stages.add_row(stage.name, f"{stage.seconds:.1f}", stage.status)
-        contracts = Table(title="Contracts", title_justify="left")
-        contracts.add_column("table")
-        contracts.add_column("checks", justify="right")
-        contracts.add_column("result")
+            rows.add_row(table, f"{count:,}", changes.get(table, ""))
+        console.print(rows)
+        stages = " · ".join(
+            f"{s.name} {s.seconds:.1f}s" + ("" if s.status == "ok" else " FAILED") for s in self.stages
+        )
+        console.print(f"stages: {stages}", highlight=False, soft_wrap=True)
+        failed = [contract for contract in self.contracts if not contract.passed]
+        layers = {"raw": 0, "marts": 0}
         for contract in self.contracts:
-            verdict = "[green]passed[/]" if contract.passed else f"[red]{contract.failure_message()}[/]"
-            contracts.add_row(contract.dataset, str(len(contract.checks)), verdict)
-        console.print(rows, stages, contracts)
+            layers["marts" if "_marts" in contract.dataset else "raw"] += 1
+        console.print(
+            f"contracts: {len(self.contracts) - len(failed)} of {len(self.contracts)} passed "
+            f"({layers['raw']} raw, {layers['marts']} marts)",
+            highlight=False,
+        )
+        for contract in failed:
+            console.print(
+                f"[red]failed:[/] {escape(contract.failure_message())}", highlight=False, soft_wrap=True
+            )
         for warning in self.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
         for line in self.build_plan:
-            console.print(line, highlight=False)
+            console.print(line, highlight=False, soft_wrap=True)
         if self.dbt:
-            console.print(self.dbt.describe())
+            console.print(self.dbt.describe(), highlight=False)
         if self.published:
-            console.print(f"published: {', '.join(self.published)}", highlight=False)
-        console.print("[green]ELT run succeeded[/]" if self.ok else f"[red]ELT run failed: {self.error}[/]")
+            console.print(f"published: {', '.join(self.published)}", highlight=False, soft_wrap=True)
+        console.print(
+            "[green]ELT run succeeded[/]"
+            if self.ok
+            else f"[red]ELT run failed:[/] {escape(self.error or '')}"
+        )
+
+    def _schema_changes(self) -> dict[str, str]:
+        """``dataset.table`` → what is new about it: the whole table, or some columns."""
+        changes: dict[str, str] = {}
+        for result in self.ingests:
+            for table, columns in result.new_tables.items():
+                changes[f"{result.dataset}.{table}"] = f"new table, {columns} columns"
+            new_columns: dict[str, list[str]] = {}
+            for name in result.schema_changes:
+                table, _, column = name.partition(".")
+                new_columns.setdefault(f"{result.dataset}.{table}", []).append(column)
+            for table, columns in new_columns.items():
+                changes.setdefault(table, "new columns " + ", ".join(columns))
+        return changes
 
 
 def _dbt_nodes_markdown(dbt: DbtBuildSummary) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from prefect import flow, get_run_logger
 
+from flows import progress
 from flows.build_state import write_manifest
 from flows.config import TRANSFORM_DIR
 from flows.dbt_graph import DbtGraph
@@ -258,7 +259,7 @@ def _invoke(
     # Imported lazily: dbt-core costs ~1 s to import, which commands that never run dbt skip.
     from dbt.cli.main import dbtRunner
 
-    callbacks: list[Callable[[Any], None]] = []
+    callbacks: list[Callable[[Any], None]] = [progress.dbt_event] if progress.active() else []
     if (recorder := NodeTaskRuns.for_current_flow_run()) is not None:
         callbacks += [recorder] if quiet else [recorder, _log_problems(get_run_logger())]
         options = {**options, "log-level": "none", "log-level-file": "info"}
