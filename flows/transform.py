@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from prefect import flow, get_run_logger
 
@@ -26,11 +27,6 @@ from flows.config import TRANSFORM_DIR
 from flows.dbt_graph import DbtGraph
 from flows.dbt_nodes import NodeTaskRuns
 from flows.results import DbtBuildSummary, NodeResult
-from flows.warehouses import DEFAULT_WAREHOUSE
-
-# profiles.yml names each output after its warehouse
-DEFAULT_TARGET: Final[str] = DEFAULT_WAREHOUSE
-TARGET_ENV_VAR: Final[str] = "ELT_DBT_TARGET"
 
 
 class DbtBuildError(RuntimeError):
@@ -80,11 +76,6 @@ def summarize_run_results(run_results: Mapping[str, Any]) -> DbtBuildSummary:
 def load_run_results(path: Path) -> DbtBuildSummary:
     """Read a run_results.json file and summarise it."""
     return summarize_run_results(json.loads(path.read_text(encoding="utf-8")))
-
-
-def dbt_target() -> str:
-    """Target to build, from ELT_DBT_TARGET (set by flows/config.py), default duckdb."""
-    return os.environ.get(TARGET_ENV_VAR) or DEFAULT_TARGET
 
 
 def release_duckdb_connection() -> None:
@@ -259,6 +250,8 @@ def _invoke(
     # Imported lazily: dbt-core costs ~1 s to import, which commands that never run dbt skip.
     from dbt.cli.main import dbtRunner
 
+    _spare_dbt_the_stack_walk()
+
     callbacks: list[Callable[[Any], None]] = [progress.dbt_event] if progress.active() else []
     if (recorder := NodeTaskRuns.for_current_flow_run()) is not None:
         callbacks += [recorder] if quiet else [recorder, _log_problems(get_run_logger())]
@@ -266,9 +259,37 @@ def _invoke(
     try:
         runner = dbtRunner(manifest=manifest, callbacks=callbacks)
         flags = [part for name, value in options.items() for part in (f"--{name}", value)]
-        return runner.invoke([*command, "--target", target or dbt_target(), *flags])
+        # No --target unless asked: the profile picks ELT_DBT_TARGET (flows/config.py exports it),
+        # and dbt keys its partial parse on the command line's target, so a run, `elt dbt` and
+        # plain `dbt` in transform/ all reuse one parse instead of each starting afresh.
+        chosen = ["--target", target] if target else []
+        return runner.invoke([*command, *chosen, *flags])
     finally:
         release_duckdb_connection()
+
+
+def _spare_dbt_the_stack_walk() -> None:
+    """Make dbt-common's behavior flags name their adapter without ``inspect.stack()``.
+
+    Why: each dbt invocation registers its adapter, whose behavior flags each call
+    ``BehaviorFlagRendered._default_source``; that calls ``inspect.stack()``, which reads
+    the source lines of every frame on the stack. Under a Prefect flow (and pytest) the
+    stack is deep, and it cost ~0.2 s per invocation, 23 s of a test session. Walking the
+    frames' module names gives the same answer (the first module that is not
+    dbt-common's) without touching a file.
+    """
+    from dbt_common import behavior_flags
+
+    def calling_module() -> str:
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = frame.f_globals.get("__name__")
+            if name and name != behavior_flags.__name__:
+                return str(name)
+            frame = frame.f_back  # type: ignore[assignment]
+        return "Unknown"
+
+    behavior_flags.BehaviorFlagRendered._default_source = staticmethod(calling_module)  # type: ignore[method-assign]
 
 
 def _log_problems(logger: logging.LoggerAdapter[logging.Logger]) -> Callable[[Any], None]:

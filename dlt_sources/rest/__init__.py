@@ -389,9 +389,18 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
         paginator = make_paginator(paginator_spec)  # fresh: paginators count
         pages = map(to_table, _pages(make_client, resource, paginator, params, decoder))
         quarantine.take()  # nothing left over from a failed run in this process
+        rows = 0
+
+        def counted(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
+            nonlocal rows
+            for batch in batches:
+                rows += batch.num_rows
+                yield batch
+
         try:
             with _fewer_gc_passes():
-                batches = _batched(read_ahead([lambda: pages], PREFETCH_PAGES, "rest-prefetch"), BATCH_ROWS)
+                read = read_ahead([lambda: pages], PREFETCH_PAGES, "rest-prefetch")
+                batches = counted(_batched(read, BATCH_ROWS))
                 if merge_keys:
                     yield from _declare_deduplicated(batches, merge_keys)
                 else:
@@ -401,8 +410,10 @@ def _make_resource(config: RestSourceConfig, resource: Resource, make_client: Ca
                 yield rejected
         finally:
             # hand the decode buffers back before dlt's load step (DuckDB) needs memory:
-            # ~70 MB of peak RSS at a million records
-            gc.collect()
+            # ~70 MB of peak RSS at a million records. Only after a large load: a full
+            # collection walks every object of the process (~0.5 s in a long-lived worker)
+            # and a load of a few pages leaves nothing worth it
+            gc.collect(2 if rows >= BATCH_ROWS else 0)
             pa.default_memory_pool().release_unused()
 
     def fetch_all() -> Iterator[pa.Table]:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,8 @@ class Platform:
     worker_log: Path
     deploy_output: str
     sources: DemoSources
+    # one client for the module's thousands of polls: a new one costs an SSL context (~30 ms)
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
@@ -74,7 +76,7 @@ class Platform:
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One API call; a busy SQLite-backed server answers 503 for a moment, as Prefect's client knows."""
         for _ in range(10):
-            response = httpx.request(method, f"{self.api}{path}", json=body, timeout=30)
+            response = self.http.request(method, f"{self.api}{path}", json=body)
             if response.status_code not in (429, 503):
                 break
             time.sleep(1)
@@ -186,6 +188,7 @@ def platform(session_dir: Path, postgres_database: Database) -> Iterator[Platfor
                 yield platform
             finally:
                 stop_unfinished_runs(platform)
+                platform.http.close()
                 stop_process_group(worker, grace_s=15, kill_wait_s=5)
     finally:
         stop_process_group(server, grace_s=15, kill_wait_s=5)
