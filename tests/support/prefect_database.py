@@ -73,6 +73,17 @@ def copy_template(destination: Path) -> None:
         shutil.copyfile(template, destination)
 
 
+# Services no test of the harness's server relies on, off: every event (a dbt node's start
+# and finish are events) was written to the events table and offered to the triggers,
+# for nobody to read. The task-run recorder stays (tests read the nodes' task runs), and
+# tests/integration/test_deployments.py, whose automations need the triggers, starts a
+# server of its own with every service on.
+UNUSED_SERVICES_OFF = {
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+}
+
+
 @contextmanager
 def prefect_test_server() -> Iterator[None]:
     """Prefect's own ``prefect_test_harness``, its database a copy of the template.
@@ -86,6 +97,9 @@ def prefect_test_server() -> Iterator[None]:
     folder = tempfile.mkdtemp(prefix="prefect-test-server-")
     copy_template(Path(folder) / "prefect-test.db")
     with ExitStack() as stack:
-        with mock.patch.object(utilities, "mkdtemp", return_value=folder):
+        with (
+            mock.patch.object(utilities, "mkdtemp", return_value=folder),
+            mock.patch.dict(os.environ, UNUSED_SERVICES_OFF),
+        ):
             stack.enter_context(utilities.prefect_test_harness(server_startup_timeout=180))
         yield
