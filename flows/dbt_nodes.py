@@ -15,6 +15,7 @@ the flow run's attempt number.
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ from prefect.utilities.engine import emit_task_run_state_change_event
 from flows.results import FAILED_STATUSES
 
 NODE_TAG: Final[str] = "dbt"
+# "false" turns the per-node task runs off (the run's log and artifact still list every
+# node): each node is a task run with its states on the Prefect server, which for a
+# project of thousands of nodes built many times a day is load worth sparing
+RECORD_SETTING: Final[str] = "ELT_DBT_NODE_TASK_RUNS"
 
 
 def task_run_name(resource_type: str, node_name: str) -> str:
@@ -73,9 +78,12 @@ class NodeTaskRuns:
 
     @classmethod
     def for_current_flow_run(cls) -> NodeTaskRuns | None:
-        """A recorder for the flow run this code is in, or None outside one (a plain dbt run)."""
+        """A recorder for the flow run this code is in, or None outside one (a plain dbt run)
+        or when ``ELT_DBT_NODE_TASK_RUNS`` is false."""
         context = FlowRunContext.get()
-        return cls(context) if context is not None and context.flow_run is not None else None
+        if context is None or context.flow_run is None:
+            return None
+        return cls(context) if os.environ.get(RECORD_SETTING, "true").strip().lower() != "false" else None
 
     def __call__(self, message: Any) -> None:
         name = message.info.name

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
 
 from flows import progress
 from flows.build_state import write_manifest
@@ -253,8 +254,11 @@ def _invoke(
     _spare_dbt_the_stack_walk()
 
     callbacks: list[Callable[[Any], None]] = [progress.dbt_event] if progress.active() else []
-    if (recorder := NodeTaskRuns.for_current_flow_run()) is not None:
-        callbacks += [recorder] if quiet else [recorder, _log_problems(get_run_logger())]
+    if FlowRunContext.get() is not None:
+        if (recorder := NodeTaskRuns.for_current_flow_run()) is not None:
+            callbacks.append(recorder)
+        if not quiet:
+            callbacks.append(_log_problems(get_run_logger()))
         options = {**options, "log-level": "none", "log-level-file": "info"}
     try:
         runner = dbtRunner(manifest=manifest, callbacks=callbacks)

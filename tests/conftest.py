@@ -16,6 +16,9 @@ import pytest
 # network and out of the repository's data/ folder.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="elt-tests-"))
 os.environ["ELT_DATA_DIR"] = str(_SESSION_DIR / "data")
+# dbt's nodes as Prefect task runs: only tests/integration/test_dbt_project.py reads them,
+# and recording every node of every build was most of the Prefect servers' CPU
+os.environ["ELT_DBT_NODE_TASK_RUNS"] = "false"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from flows.config import apply_runtime_environment  # noqa: E402

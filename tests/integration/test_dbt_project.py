@@ -19,11 +19,19 @@ import duckdb
 import pytest
 
 from flows.checks import CHECKS_DIR, contract_paths, verify_contracts
-from flows.config import TRANSFORM_DIR
+from flows.config import TRANSFORM_DIR, environment
+from flows.dbt_nodes import RECORD_SETTING
 from flows.transform import DbtBuildError, load_run_results, release_duckdb_connection
 from tests.support.raw_tables import RAW_SQL
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def node_task_runs() -> Iterator[None]:
+    """This module reads each dbt node's task run, which tests/conftest.py turns off elsewhere."""
+    with environment({RECORD_SETTING: "true"}):
+        yield
 
 
 @pytest.fixture
