@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Final
@@ -140,21 +140,18 @@ def _describe(record: Any) -> str:
 
 
 @contextmanager
-def _freeing_dead_holders(timing: LockTiming) -> Iterator[None]:
-    """While this waits for the lock, a thread watches the holder and frees a dead one's slot."""
+def _every(seconds: float, step: Callable[[], None]) -> Iterator[None]:
+    """Run ``step`` every ``seconds`` in a thread until the block ends; a step that fails
+    (the API did not answer) is only a later one. The thread runs in this context: Prefect's
+    settings (which API) live in context variables."""
     stop = threading.Event()
 
-    def watch() -> None:
-        last_change, last_snapshot = time.monotonic(), None
-        while not stop.wait(timing.heartbeat):
-            with suppress(Exception):  # an unanswered look is only a later one
-                snapshot, record = _observe()
-                if snapshot != last_snapshot:
-                    last_change, last_snapshot = time.monotonic(), snapshot
-                elif time.monotonic() - last_change >= timing.stale and _free_dead_holder(record, snapshot):
-                    last_snapshot = None
+    def loop() -> None:
+        while not stop.wait(seconds):
+            with suppress(Exception):
+                step()
 
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(watch,), daemon=True)
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(loop,), daemon=True)
     thread.start()
     try:
         yield
@@ -163,12 +160,26 @@ def _freeing_dead_holders(timing: LockTiming) -> Iterator[None]:
         thread.join()
 
 
+def _dead_holder_watch(timing: LockTiming) -> Callable[[], None]:
+    """One look at the holder per call; frees its slot once nothing changed for ``timing.stale``."""
+    seen: dict[str, Any] = {"at": time.monotonic(), "snapshot": None}
+
+    def look() -> None:
+        snapshot, record = _observe()
+        if snapshot != seen["snapshot"]:
+            seen["at"], seen["snapshot"] = time.monotonic(), snapshot
+        elif time.monotonic() - seen["at"] >= timing.stale and _free_dead_holder(record, snapshot):
+            seen["snapshot"] = None
+
+    return look
+
+
 @contextmanager
 def _slot(timing: LockTiming) -> Iterator[None]:
     """Wait for the slot, freeing it from a dead holder; BuildLockTimeout after ``timing.timeout``."""
     held = ExitStack()
     try:
-        with _freeing_dead_holders(timing):
+        with _every(timing.heartbeat, _dead_holder_watch(timing)):
             wait = {"timeout_seconds": timing.timeout, "lease_duration": timing.lease}
             held.enter_context(concurrency(BUILD_LOCK, occupy=1, strict=True, **wait))
     except TimeoutError as exc:
@@ -185,27 +196,18 @@ def _slot(timing: LockTiming) -> Iterator[None]:
 def _heartbeat(timing: LockTiming) -> Iterator[None]:
     """Publish this holder in ``elt-build-holder`` and rewrite it every ``timing.heartbeat`` seconds."""
     record = _holder_description()
-    stop = threading.Event()
 
     def beat() -> None:
+        record["beat"] += 1
         with get_client(sync_client=True) as client:
-            while not stop.wait(timing.heartbeat):
-                record["beat"] += 1
-                with suppress(Exception):  # a missed beat only brings a waiter closer to the stale limit
-                    client.update_variable(VariableUpdate(name=HOLDER_VARIABLE, value=record))
+            client.update_variable(VariableUpdate(name=HOLDER_VARIABLE, value=record))
 
     with get_client(sync_client=True) as client:
         with suppress(ObjectNotFound):
             client.delete_variable_by_name(HOLDER_VARIABLE)
         client.create_variable(VariableCreate(name=HOLDER_VARIABLE, value=record))
-    # The thread needs this context: Prefect's settings (which API) live in context variables.
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(beat,), daemon=True)
-    thread.start()
-    try:
+    with _every(timing.heartbeat, beat):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 @contextmanager

@@ -53,6 +53,7 @@ from standins import (
 from standins.dataset import charge_object
 from standins.postgres import PostgresServer
 from tests.support import pull_requests
+from tests.support.dbt_selection import dbt_selects
 from tests.support.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
@@ -62,7 +63,7 @@ from tests.support.demo_tables import (
     rows_loaded,
 )
 from tests.support.postgres import password_dsn, require_password
-from tests.support.pull_requests import dbt_selects, models_built, models_selected
+from tests.support.pull_requests import models_built, models_selected
 from tests.support.receivers import Received, webhook_receiver
 from tests.support.row_hashes import row_hash
 from tests.support.secrets_scan import (
@@ -251,9 +252,7 @@ def test_elt_ci_builds_what_a_pull_request_changed_diffs_it_and_fails_on_its_con
 ) -> None:
     # GIVEN production (a copy of this warehouse) and a pull request changing fct_orders
     # and stg_shop__products, in a real git repository
-    warehouse = tmp_path / "warehouse.duckdb"
-    shutil.copy(load_settings().duckdb_path, warehouse)
-    repo = pull_requests.checkout(tmp_path / "repo")
+    warehouse, repo = pull_requests.production_copy(load_settings().duckdb_path, tmp_path)
     pull_requests.open_pull_request(repo)
     expected = pull_requests.expected_diffs(partial(query, warehouse), "analytics_marts", "raw_shop")
     assert expected["fct_orders"]["changed"] and expected["dim_products"]["changed"], expected
@@ -267,11 +266,7 @@ def test_elt_ci_builds_what_a_pull_request_changed_diffs_it_and_fails_on_its_con
     report = json.loads((artifacts / "ci_report.json").read_text())
     # AND dbt built exactly the two changed models and their children (snapshots keep
     # production's history), as dbt's run results say
-    results = json.loads((artifacts / "target/run_results.json").read_text())["results"]
-    built = {result["unique_id"] for result in results if result["unique_id"].startswith("model.")}
-    assert built == {
-        uid for uid in dbt_selects("fct_orders+ stg_shop__products+") if uid.startswith("model.")
-    }
+    assert models_built(artifacts) == models_selected("fct_orders+ stg_shop__products+")
     # AND the diff's numbers are the ones SQL of the test's own computes from production
     diffs = {diff["model"]: diff for diff in report["diffs"]}
     for model, numbers in expected.items():
@@ -290,9 +285,7 @@ def test_elt_dev_builds_an_edited_mart_into_dev_schemas_and_leaves_production_al
     first_run: dict[str, int], tmp_path: Path
 ) -> None:
     # GIVEN production (a copy) and a developer's working tree with fct_orders.sql edited
-    warehouse = tmp_path / "warehouse.duckdb"
-    shutil.copy(load_settings().duckdb_path, warehouse)
-    repo = pull_requests.checkout(tmp_path / "repo")
+    warehouse, repo = pull_requests.production_copy(load_settings().duckdb_path, tmp_path)
     pull_requests.by_day_only(repo)
     before = table_checksums(warehouse)
     # WHEN the developer runs elt dev

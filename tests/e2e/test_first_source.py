@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.config import TRANSFORM_DIR, environment
-from flows.transform import release_duckdb_connection
+from flows.config import environment
 from standins import DEMO_GITHUB_TOKEN, DEMO_STRIPE_KEY, dataset, stripe_store_for
 from standins.github_api import demo_store, serve_github
 from standins.stripe_api import serve_stripe
+from tests.support.dbt_selection import dbt_selects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_harness")]
 
@@ -60,35 +60,18 @@ def test_the_first_source_alone_builds_what_it_can_and_lists_what_waits(
         # selection says which: what the source feeds, minus what reads a missing table)
         assert first.exit_code == 0, first.output
         missing = " ".join(f"source:{schema}+" for schema in NEVER_LOADED[source])
-        buildable = dbt_lists(f"source:raw_{source}+", exclude=missing)
+        buildable = dbt_selects(f"source:raw_{source}+", exclude=missing)
         assert buildable and built_models(target) == buildable
         # AND each model it could not build is listed with the source it waits for
         lines = first.output.splitlines()
         waiting = {line.split(" waits for ")[0]: line for line in lines if " waits for " in line}
-        fed = dbt_lists(f"source:raw_{source}+")
+        fed = dbt_selects(f"source:raw_{source}+")
         assert set(waiting) == {uid.rsplit(".", 1)[-1] for uid in fed - buildable}
         assert all(line.endswith(": never loaded") for line in waiting.values()), waiting
         # WHEN it runs again with nothing new THEN it loads nothing and builds nothing
         second = CliRunner().invoke(app, ["run", "--source", source])
         assert second.exit_code == 0, second.output
         assert "dbt: nothing changed" in second.output, second.output
-
-
-def dbt_lists(select: str, exclude: str | None = None) -> set[str]:
-    """The models and snapshots dbt's own selector picks."""
-    from dbt.cli.main import dbtRunner
-
-    listed = dbtRunner().invoke(
-        [
-            *["ls", "--select", select, *(["--exclude", exclude] if exclude else [])],
-            *["--resource-type", "model", "--resource-type", "snapshot", "--log-level", "none"],
-            *["--output", "json", "--output-keys", "unique_id"],
-            *["--project-dir", str(TRANSFORM_DIR), "--profiles-dir", str(TRANSFORM_DIR)],
-        ]
-    )
-    release_duckdb_connection()
-    assert listed.success, listed.exception
-    return {json.loads(line)["unique_id"] for line in listed.result}
 
 
 def built_models(target: Path) -> set[str]:

@@ -30,6 +30,7 @@ import pytest
 
 from dlt_sources.registry import SOURCES
 from flows.config import PROJECT_DIR, TELEMETRY_OFF
+from flows.dbt_nodes import RECORD_SETTING
 from flows.ingest import source_tag
 from standins import DemoSources, demo_sources
 from standins.dataset import charge_object
@@ -177,6 +178,8 @@ def platform(session_dir: Path, postgres_database: Database) -> Iterator[Platfor
                     "ELT_DUCKDB_PATH": str(workdir / "warehouse.duckdb"),
                     "PREFECT_WORKER_QUERY_SECONDS": "1",
                     "ELT_BUILD_WINDOW_SECONDS": str(BUILD_WINDOW_S),
+                    # the builds' nodes are read back as task runs (tests/conftest.py turns them off)
+                    RECORD_SETTING: "true",
                 }
             )
             worker_log = workdir / "worker.log"

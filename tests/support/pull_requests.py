@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.config import PROJECT_DIR, TRANSFORM_DIR
-from flows.transform import release_duckdb_connection
+from flows.config import PROJECT_DIR
+from tests.support.dbt_selection import dbt_selects
 
 Query = Callable[[str], list[tuple[Any, ...]]]
 BRANCH = "orders-by-day"
@@ -127,22 +127,6 @@ def expected_diffs(query: Query, marts: str, raw_shop: str) -> dict[str, dict[st
     }
 
 
-def dbt_selects(selector: str) -> set[str]:
-    """The models and snapshots dbt's own selector picks (not flows.dbt_graph's planning)."""
-    from dbt.cli.main import dbtRunner
-
-    listed = dbtRunner().invoke(
-        [
-            *["ls", "--select", selector, "--resource-type", "model", "--resource-type", "snapshot"],
-            *["--output", "json", "--output-keys", "unique_id", "--log-level", "none"],
-            *["--project-dir", str(TRANSFORM_DIR), "--profiles-dir", str(TRANSFORM_DIR)],
-        ]
-    )
-    release_duckdb_connection()
-    assert listed.success, listed.exception
-    return {json.loads(line)["unique_id"] for line in listed.result}
-
-
 def models_built(artifacts: Path) -> set[str]:
     """The models a dev or CI build made, from dbt's run results in its artifacts folder."""
     results = json.loads((artifacts / "target/run_results.json").read_text())["results"]
@@ -151,3 +135,11 @@ def models_built(artifacts: Path) -> set[str]:
 
 def models_selected(selector: str) -> set[str]:
     return {uid for uid in dbt_selects(selector) if uid.startswith("model.")}
+
+
+def production_copy(warehouse: Path, folder: Path) -> tuple[Path, Path]:
+    """A copy of the DuckDB file ``warehouse`` (production, for a dev or CI build to read and
+    leave as it was) and a checkout of this project, both in ``folder``."""
+    copy = folder / "warehouse.duckdb"
+    shutil.copy(warehouse, copy)
+    return copy, checkout(folder / "repo")
