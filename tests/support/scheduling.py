@@ -47,11 +47,11 @@ SCOPE_OF_FIRST_RUN: Final[dict[str, str]] = {
 # A new module that takes more than ~30 s belongs here.
 LONGEST_FIRST: Final[tuple[str, ...]] = (
     BIGQUERY_FIRST_RUN,  # ~250
-    SNOWFLAKE_AND_DUCKDB_FIRST_RUNS,  # ~270
-    "tests/integration/test_deployments.py",  # ~300, a third of it waiting out build windows
-    "tests/e2e/test_elt_flow.py",  # ~260
-    "tests/e2e/test_first_source.py",  # ~65
-    "tests/integration/test_backfill.py",  # ~60
+    SNOWFLAKE_AND_DUCKDB_FIRST_RUNS,  # ~295
+    "tests/integration/test_deployments.py",  # ~245, a quarter of it waiting out build windows
+    "tests/e2e/test_elt_flow.py",  # ~200
+    "tests/e2e/test_first_source.py",  # ~35
+    "tests/integration/test_backfill.py",  # ~45
     "tests/integration/test_cdc_crash.py",  # ~45
     "tests/integration/test_alerts.py",  # ~45
     "tests/integration/test_github_source.py",  # ~35
