@@ -25,8 +25,10 @@ help:
 uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
+# quiet: a fresh `make demo` would otherwise list every one of ~200 packages before the run
 install: uv
-	$(UV) sync --frozen --no-dev --compile-bytecode
+	@echo "installing the locked dependencies into .venv …"
+	@$(UV) sync --frozen --no-dev --compile-bytecode --quiet
 
 # the tests need the Snowflake and BigQuery extras (they run against local emulators),
 # and the BigQuery emulator its own environment (tests/emulators/bigquery/pyproject.toml)
@@ -35,7 +37,7 @@ install-dev: uv
 	$(UV) sync --frozen --project tests/emulators/bigquery --compile-bytecode
 
 demo: install
-	$(VENV)/elt demo
+	@$(VENV)/elt demo
 
 run: install
 	$(VENV)/elt run
