@@ -154,6 +154,24 @@ def contract_paths(
     return sorted(p for folder in folders for p in folder.glob("**/*.yml") if p.is_file())
 
 
+def contracts_of(
+    tables: Sequence[str], paths: Sequence[Path], folder: Path
+) -> tuple[list[Path], list[ContractResult]]:
+    """The contracts among ``paths`` of ``tables``, and a failed verdict for each table that
+    has none: nothing is published, or passes a dev or CI build, unchecked."""
+    kept = [path for path in paths if path.stem in tables]
+    missing = [
+        ContractResult(
+            folder / f"{table}.yml",
+            table,
+            passed=False,
+            error=f"table {table} has no contract; write one (`elt contracts scaffold {table}`)",
+        )
+        for table in sorted(set(tables) - {path.stem for path in kept})
+    ]
+    return kept, missing
+
+
 # NO_CACHE: the same inputs must re-verify the data, which may have changed since the last call.
 @task(name="run-contracts", cache_policy=NO_CACHE)
 def run_contracts(
@@ -177,16 +195,7 @@ def run_contracts(
         raise ContractsFailed(f"no contracts found for layer {layer!r} under {Path(checks_dir) / layer}")
     unchecked: list[ContractResult] = []
     if tables is not None:
-        paths = [path for path in paths if path.stem in tables]
-        unchecked = [
-            ContractResult(
-                Path(checks_dir) / layer / f"{table}.yml",
-                table,
-                passed=False,
-                error=f"table {table} has no contract; write one (`elt contracts scaffold {table}`)",
-            )
-            for table in sorted(set(tables) - {path.stem for path in paths})
-        ]
+        paths, unchecked = contracts_of(tables, paths, Path(checks_dir) / layer)
 
     results = verify_contracts(paths, datasource, variables, target) + unchecked
     for result in results:

@@ -26,7 +26,7 @@ import yaml
 
 from dlt_sources.registry import SOURCES
 from flows.config import CHECKS_DIR, TRANSFORM_DIR, Settings, environment
-from flows.dbt_graph import DbtGraph, SourceTable, is_mart
+from flows.dbt_graph import DbtGraph, is_mart
 from flows.pipelines import catalog_pipeline
 from flows.transform import generate_dbt_docs
 
@@ -65,7 +65,7 @@ def describe_sources(manifest: dict[str, Any], settings: Settings) -> None:
             + (f", primary key `{', '.join(keys)}`" if keys else "")
             + "."
         ]
-        node["description"] = "\n\n".join(part for part in (node.get("description"), *lines) if part)
+        _append(node, lines)
         documented = node.setdefault("columns", {})
         for name, column in columns.items():
             entry = documented.setdefault(name, {"name": name, "description": "", "meta": {}, "tags": []})
@@ -89,8 +89,8 @@ def link_contracts(manifest: dict[str, Any], folder: Path, checks_dir: Path = CH
     shutil.rmtree(copies, ignore_errors=True)
     shutil.copytree(checks_dir, copies, ignore=shutil.ignore_patterns("datasources"))
     graph = DbtGraph.from_manifest(manifest)
-    for node in manifest.get("sources", {}).values():
-        source = _source_table(node)
+    for unique_id, node in manifest.get("sources", {}).items():
+        source = graph.sources[unique_id]
         contract = checks_dir / "raw" / source.schema.removeprefix(RAW_PREFIX) / f"{source.table}.yml"
         _append(node, _contract_lines(contract, checks_dir))
     for unique_id, node in manifest.get("nodes", {}).items():
@@ -149,10 +149,6 @@ def _raw_datasets(manifest: Mapping[str, Any]) -> set[str]:
 
 def _source_name(dataset: str, settings: Settings) -> str:
     return dataset.removeprefix(settings.schema_prefix).removeprefix(RAW_PREFIX)
-
-
-def _source_table(node: Mapping[str, Any]) -> SourceTable:
-    return SourceTable(str(node["schema"]).lower(), str(node.get("identifier") or node["name"]).lower())
 
 
 def serve(folder: Path, port: int = 0) -> ThreadingHTTPServer:

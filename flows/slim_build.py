@@ -38,12 +38,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from dlt_sources.spec import parse_duration
 from flows.audit import now, query_audit, record, utc
 from flows.build_state import last_manifest, write_manifest
-from flows.checks import contract_paths, verify_contracts
+from flows.checks import contract_paths, contracts_of, verify_contracts
 from flows.config import PROJECT_DIR, Settings, environment, load_settings
 from flows.contract_target import ContractTarget
-from flows.dbt_graph import DbtGraph, is_mart
+from flows.dbt_graph import DbtGraph
 from flows.errors import ConfigError
 from flows.pipelines import catalog_pipeline
 from flows.results import ContractResult, DbtBuildSummary
@@ -257,26 +258,15 @@ def _contracts_of_built_marts(
 ) -> list[ContractResult]:
     """The contracts of the marts this build made, against the scratch audit schema; a built
     mart without a contract fails, as it would in production."""
-    marts = sorted(graph.nodes[uid].name for uid in built if uid in graph.nodes and is_mart(graph.nodes[uid]))
+    marts = [node.name for node in graph.marts(built)]
     if not marts:
         return []
-    paths = [path for path in contract_paths("marts", checkout.checks) if path.stem in marts]
-    results = verify_contracts(
-        paths,
-        settings.soda_datasource,
-        {"MARTS_SCHEMA": f"{settings.dbt_schema}{AUDIT_SUFFIX}"},
-        ContractTarget.for_settings(settings),
+    paths, missing = contracts_of(marts, contract_paths("marts", checkout.checks), checkout.checks / "marts")
+    variables = {"MARTS_SCHEMA": f"{settings.dbt_schema}{AUDIT_SUFFIX}"}
+    return (
+        verify_contracts(paths, settings.soda_datasource, variables, ContractTarget.for_settings(settings))
+        + missing
     )
-    missing = sorted(set(marts) - {path.stem for path in paths})
-    return results + [
-        ContractResult(
-            checkout.checks / "marts" / f"{mart}.yml",
-            mart,
-            passed=False,
-            error=f"table {mart} has no contract; write one (`elt contracts scaffold {mart}`)",
-        )
-        for mart in missing
-    ]
 
 
 def register_scratch(production: Settings, prefix: str, kind: str, schemas: list[str]) -> None:
@@ -356,12 +346,11 @@ def _git(checkout: Checkout, *arguments: str, text: bool = True) -> Any:
 
 
 def parse_age(text: str) -> timedelta:
-    """``7d``, ``12h``, ``30m`` as a duration."""
-    units = {"d": "days", "h": "hours", "m": "minutes"}
-    number, unit = text[:-1], text[-1:].lower()
-    if unit not in units or not number.isdigit():
-        raise ConfigError(f"--older-than {text!r}: write a number and d, h or m, like 7d")
-    return timedelta(**{units[unit]: int(number)})
+    """``7d``, ``12h``, ``30m`` as a duration (the sources' duration syntax)."""
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ConfigError(f"--older-than {text!r}: write a number and d, h or m, like 7d") from None
 
 
 def drop_stale_scratch(warehouse: str | None, older_than: timedelta, kinds: tuple[str, ...]) -> list[str]:
