@@ -108,7 +108,7 @@ def demo(
 
     state = data_dir() / "demo"
     console.print(f"starting the demo sources (state in {state}) …")
-    with demo_sources(state, n_orders=orders) as sources:
+    with demo_sources(state, n_orders=orders, recent=True) as sources:
         console.print(
             f"shop PostgreSQL on 127.0.0.1:{sources.postgres.port}, Stripe stand-in on {sources.stripe_url}, "
             f"tickets API on {sources.tickets_url}"

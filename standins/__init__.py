@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from standins import dataset, shop_db
@@ -88,6 +89,14 @@ def stripe_store_for(data: dataset.ShopData) -> StripeStore:
     return store
 
 
+def ticket_store_for(data: dataset.ShopData) -> TicketStore:
+    """The demo's tickets; with a recent shop history they were last updated a day before
+    it ends (inside their 48 h freshness check), else at the fixed ``T0``."""
+    if data.ends_at is None:
+        return TicketStore(DEMO_TICKETS)
+    return TicketStore(DEMO_TICKETS, int((data.ends_at - timedelta(days=1)).timestamp()))
+
+
 @contextmanager
 def demo_sources(
     state_dir: Path,
@@ -95,24 +104,31 @@ def demo_sources(
     durable: bool = True,
     postgres: PostgresServer | None = None,
     shop_database: str = shop_db.DATABASE,
+    recent: bool = False,
 ) -> Iterator[DemoSources]:
     """Start the stand-ins; the shop database persists in ``state_dir`` between runs.
 
     Given a running ``postgres`` (the tests' shared server), the shop database is
-    ``shop_database`` on it instead of ``shop`` on a server of its own.
+    ``shop_database`` on it instead of ``shop`` on a server of its own. ``recent`` dates
+    a newly seeded history to end now (the demo: no stale-data warnings); without it the
+    history is the fixed one the tests know. A seeded shop keeps its history either way.
     """
-    data = dataset.generate(n_orders)
     server: AbstractContextManager[PostgresServer] = (
         nullcontext(postgres) if postgres else running_postgres(state_dir / "shop-postgres", durable=durable)
     )
     with server as postgres:
         shop_db.create_database(postgres.dsn(), shop_database)
         shop_dsn = postgres.dsn(shop_database)
-        if not shop_db.is_seeded(shop_dsn):
+        seeded = shop_db.seeded_history(shop_dsn)
+        if seeded:
+            data = dataset.generate(seeded[0], ends_at=seeded[1])
+        else:
+            ends_at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) if recent else None
+            data = dataset.generate(n_orders, ends_at=ends_at)
             shop_db.seed(shop_dsn, data)
         shop_db.enable_replication(shop_dsn)
         store = stripe_store_for(data)
-        tickets = TicketStore(DEMO_TICKETS)
+        tickets = ticket_store_for(data)
         github = demo_store()
         with (
             serve_stripe(store, DEMO_STRIPE_KEY) as url,

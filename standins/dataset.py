@@ -4,7 +4,10 @@ Stripe customers, charges and refunds that pay for those orders.
 Why one generator: the shop database and the Stripe stand-in must agree (each paid
 order has a charge whose ``metadata.order_id`` names it), and a second demo run
 must see exactly the same data so that it loads nothing new. Every timestamp is
-derived from a fixed epoch and a seeded RNG, never from the clock.
+derived from a seeded RNG and a fixed end of history (``ends_at``), never from the clock
+while generating: the tests use the fixed default; ``elt demo`` picks "now" once, when it
+seeds the shop, and keeps it (standins/shop_db.py), so a fresh demo's data is recent and
+passes the contracts' freshness checks.
 """
 
 from __future__ import annotations
@@ -16,6 +19,13 @@ from decimal import Decimal
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 SEED = 20250101
+ORDER_SPACING = timedelta(seconds=30)
+CUSTOMERS_PER_ORDER = 5  # one customer signs up for every five orders placed
+# An order's status is reached this long after it was placed, per step along ORDER_STATUSES.
+STATUS_STEP = timedelta(hours=12)
+# With an end of history: the newest order is this old (young enough for the 48 h freshness
+# checks, old enough that the newest orders had time to be paid).
+NEWEST_ORDER_AGE = timedelta(hours=12)
 
 FIRST_NAMES = ["ada", "alan", "grace", "linus", "margaret", "edsger", "barbara", "donald", "frances", "ken"]
 LAST_NAMES = [
@@ -40,8 +50,11 @@ ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 @dataclass
 class ShopData:
-    """Rows for the shop database (tuples in table column order) and Stripe objects."""
+    """Rows for the shop database (tuples in table column order) and Stripe objects, and
+    the arguments they were generated from (kept with a seeded shop to generate it again)."""
 
+    n_orders: int
+    ends_at: datetime | None
     customers: list[tuple] = field(default_factory=list)
     products: list[tuple] = field(default_factory=list)
     orders: list[tuple] = field(default_factory=list)
@@ -66,17 +79,26 @@ def unix(ts: datetime) -> int:
     return int(ts.timestamp())
 
 
-def generate(n_orders: int = 100_000, seed: int = SEED) -> ShopData:
-    """Build the demo data set; the same arguments always give the same data."""
+def generate(n_orders: int = 100_000, seed: int = SEED, ends_at: datetime | None = None) -> ShopData:
+    """Build the demo data set; the same arguments always give the same data.
+
+    Without ``ends_at`` the history starts at ``EPOCH`` and every order has had time to
+    reach its status. With it, the newest order is ``NEWEST_ORDER_AGE`` older than
+    ``ends_at``, and an order too young for its status has not got there yet (nothing
+    is dated after ``ends_at``).
+    """
     rng = random.Random(seed)
-    data = ShopData()
-    n_customers = max(n_orders // 5, 1)
+    data = ShopData(n_orders, ends_at)
+    n_customers = max(n_orders // CUSTOMERS_PER_ORDER, 1)
     n_products = 200
+    customer_spacing = ORDER_SPACING * CUSTOMERS_PER_ORDER
+    epoch = EPOCH if ends_at is None else ends_at - NEWEST_ORDER_AGE - ORDER_SPACING * (n_orders + 1)
 
     stripe_customer_ids: list[str] = []
     for customer_id in range(1, n_customers + 1):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-        created = EPOCH + timedelta(seconds=customer_id * 60 + rng.randrange(60))
+        # Sign-ups spread over the whole history, as the orders are.
+        created = epoch + customer_spacing * customer_id + timedelta(seconds=rng.randrange(60))
         email = f"{first}.{last}.{customer_id}@example.com"
         data.customers.append(
             (
@@ -108,7 +130,7 @@ def generate(n_orders: int = 100_000, seed: int = SEED) -> ShopData:
     for product_id in range(1, n_products + 1):
         price = Decimal(rng.randrange(199, 19999)) / 100
         prices.append(price)
-        created = EPOCH - timedelta(days=30) + timedelta(minutes=product_id)
+        created = epoch - timedelta(days=30) + timedelta(minutes=product_id)
         category = rng.choice(CATEGORIES)
         data.products.append(
             (
@@ -124,15 +146,18 @@ def generate(n_orders: int = 100_000, seed: int = SEED) -> ShopData:
 
     item_id = 0
     for order_id in range(1, n_orders + 1):
-        customer_id = rng.randrange(1, n_customers + 1)
-        # Orders arrive in time order, after their customer signed up.
-        ordered_at = max(
-            EPOCH + timedelta(seconds=order_id * 30 + rng.randrange(30)),
-            data.customers[customer_id - 1][6] + timedelta(minutes=1),  # created_at
-        )
+        ordered_at = epoch + ORDER_SPACING * order_id + timedelta(seconds=rng.randrange(30))
+        # A customer who had signed up by then (the first orders go to the first customer).
+        signed_up = max(1, min(n_customers, order_id // CUSTOMERS_PER_ORDER - 1))
+        customer_id = rng.randrange(1, signed_up + 1)
+        ordered_at = max(ordered_at, data.customers[customer_id - 1][6] + timedelta(minutes=1))
         status = rng.choices(ORDER_STATUSES, ORDER_STATUS_WEIGHTS)[0]
-        updated_at = ordered_at + timedelta(
-            hours=ORDER_STATUSES.index(status) * 12, seconds=rng.randrange(3600)
+        if ends_at is not None:
+            # its updated_at (status steps plus up to an hour) stays at or before ends_at
+            steps_in_time = (ends_at - ordered_at - timedelta(hours=1)) // STATUS_STEP
+            status = ORDER_STATUSES[max(min(ORDER_STATUSES.index(status), steps_in_time), 0)]
+        updated_at = (
+            ordered_at + STATUS_STEP * ORDER_STATUSES.index(status) + timedelta(seconds=rng.randrange(3600))
         )
         data.orders.append((order_id, customer_id, status, "usd", ordered_at, updated_at))
 

@@ -31,7 +31,7 @@ import orjson
 
 from standins.loopback import LoopbackServer, QuietHandler, serving
 
-T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z: the initial tickets' first updated_at, unless given
 TIES = 2  # initial tickets share an updated_at second in pairs: exercises the cursor dedup
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -53,9 +53,9 @@ def parse_iso(value: str) -> float:
     return when.timestamp()
 
 
-def ticket(i: int) -> dict[str, Any]:
+def ticket(i: int, t0: int = T0) -> dict[str, Any]:
     """Initial ticket ``i``: deterministic, ~300 bytes as JSON."""
-    updated = T0 + i // TIES
+    updated = t0 + i // TIES
     return {
         "id": i + 1,
         "subject": f"Ticket {i + 1}: cannot complete checkout step {i % 7}",
@@ -91,8 +91,9 @@ class TicketStore:
     position, so paging stays stable while changes are appended.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, t0: int = T0) -> None:
         self.n = n
+        self.t0 = t0
         self._lock = threading.Lock()
         self._log: list[tuple[float, int, bytes]] = []  # (updated_at epoch, id, body)
         self._latest: dict[int, int] = {}  # id -> position of its current version
@@ -104,7 +105,7 @@ class TicketStore:
         with self._lock:
             for item in tickets:
                 updated = parse_iso(item["updated_at"])
-                if (self._log and updated < self._log[-1][0]) or updated < T0 + (self.n - 1) // TIES:
+                if (self._log and updated < self._log[-1][0]) or updated < self.t0 + (self.n - 1) // TIES:
                     raise ValueError("upserted tickets must be at least as recent as every other ticket")
                 self._latest[int(item["id"])] = self.n + len(self._log)
                 self._log.append((updated, int(item["id"]), orjson.dumps(item)))
@@ -126,7 +127,7 @@ class TicketStore:
     def _start(self, since: float | None) -> int:
         if since is None:
             return 0
-        seconds = since - T0
+        seconds = since - self.t0
         first = 0 if seconds <= 0 else -(-int(seconds * 1_000_000) // 1_000_000) * TIES
         if first < self.n:
             return first
@@ -137,7 +138,7 @@ class TicketStore:
         if position < self.n:
             if position + 1 in self._latest:
                 return None
-            return orjson.dumps(ticket(position))
+            return orjson.dumps(ticket(position, self.t0))
         _, tid, body = self._log[position - self.n]
         return body if self._latest[tid] == position else None
 

@@ -11,7 +11,7 @@ import io
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg2
 
@@ -98,18 +98,41 @@ def enable_replication(admin_dsn: str) -> None:
         conn.close()
 
 
-def is_seeded(dsn: str) -> bool:
+def seeded_history(dsn: str) -> tuple[int, datetime | None] | None:
+    """The ``(n_orders, ends_at)`` the shop was seeded from, None when it is empty.
+
+    Why kept in the database: the Stripe and tickets stand-ins regenerate their half on
+    every start and must agree with the shop, which a demo seeded on another day (its
+    ``ends_at``) or with another ``--orders`` would not.
+    """
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("select to_regclass('public.orders') is not null")
-        return bool(cur.fetchone()[0])
+        cur.execute(
+            "select to_regclass('public.orders') is not null, to_regclass('standin.history') is not null"
+        )
+        has_orders, has_history = cur.fetchone()
+        if not has_orders:
+            return None
+        if not has_history:
+            raise RuntimeError(
+                "the demo shop database was seeded by an older version of the stand-ins;"
+                " delete data/demo/ and the demo warehouse (data/*.duckdb) and run again"
+            )
+        cur.execute("select n_orders, ends_at from standin.history")
+        n_orders, ends_at = cur.fetchone()
+    conn.close()
+    return n_orders, ends_at
 
 
 def seed(dsn: str, data: ShopData) -> None:
-    """Create the tables and bulk-load the generated rows with COPY."""
+    """Create the tables, bulk-load the generated rows with COPY, and record what they were
+    generated from in ``standin.history`` (a schema no source reads)."""
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(SCHEMA_SQL)
         for table in TABLES:
             _copy(cur, table, getattr(data, table))
+        cur.execute("create schema standin")
+        cur.execute("create table standin.history (n_orders integer, ends_at timestamptz)")
+        cur.execute("insert into standin.history values (%s, %s)", (data.n_orders, data.ends_at))
         cur.execute(f"grant usage on schema public to {READER_ROLE}")
         cur.execute(f"grant select on all tables in schema public to {READER_ROLE}")
         cur.execute("analyze")

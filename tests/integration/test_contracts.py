@@ -296,6 +296,40 @@ def test_stale_data_warns_in_the_report_without_failing_the_gate(make_warehouse:
     assert warning.startswith("contract raw_shop.orders: check 'freshness' warned (freshness=100.")
 
 
+def test_a_fresh_demo_history_passes_the_freshness_checks(make_warehouse: WarehouseFactory) -> None:
+    """``elt demo`` seeds a history ending now: its newest rows are inside every raw freshness
+    check, so a first demo warns about nothing (the tests' fixed history is years old)."""
+    from datetime import UTC, datetime
+
+    from standins import ticket_store_for
+    from standins.dataset import generate
+    from standins.rest_api import ticket
+
+    ends_at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    data = generate(500, ends_at=ends_at)
+    tickets = ticket_store_for(data)
+    path = make_warehouse(
+        "delete from raw_shop.customers",
+        "delete from raw_shop.orders",
+        "delete from raw_example_tickets.tickets",
+    )
+    with duckdb.connect(str(path)) as con:
+        con.executemany(
+            "insert into raw_shop.customers values (?, ?, ?, ?, ?, ?, ?, ?, 'l1', 'c')", data.customers
+        )
+        con.executemany("insert into raw_shop.orders values (?, ?, ?, ?, ?, ?, 'l1', 'o')", data.orders)
+        recent_tickets = [ticket(i, tickets.t0) for i in range(20)]
+        con.executemany(
+            "insert into raw_example_tickets.tickets (id, created_at, updated_at) values (?, ?, ?)",
+            [(t["id"], t["created_at"], t["updated_at"]) for t in recent_tickets],
+        )
+
+    for contract in ("raw/shop/customers.yml", "raw/shop/orders.yml", "raw/example_tickets/tickets.yml"):
+        result = verify_contract(CHECKS_DIR / contract, DATASOURCE)
+        assert check(result, "freshness").outcome is Outcome.PASSED, result.failure_message()
+    assert max(order[5] for order in data.orders) <= ends_at  # nothing dated in the future
+
+
 def test_empty_table_fails_row_count(make_warehouse: WarehouseFactory) -> None:
     make_warehouse("delete from raw_stripe.refunds")
     result = verify_contract(CHECKS_DIR / "raw/stripe/refunds.yml", DATASOURCE)

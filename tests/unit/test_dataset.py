@@ -1,5 +1,7 @@
 """The demo data must be identical on every run, and the shop and Stripe halves must agree."""
 
+from datetime import UTC, datetime, timedelta
+
 from standins.dataset import generate
 
 
@@ -26,3 +28,19 @@ def test_refunds_point_at_charges_and_never_exceed_them() -> None:
     assert data.stripe_refunds
     for refund in data.stripe_refunds:
         assert refund["amount"] <= charges[refund["charge"]]["amount"]
+
+
+def test_a_history_ending_now_has_nothing_in_the_future_and_orders_follow_sign_ups() -> None:
+    ends_at = datetime(2026, 12, 7, 19, tzinfo=UTC)
+    data = generate(3000, ends_at=ends_at)
+    signed_up = {customer[0]: customer[6] for customer in data.customers}
+
+    assert all(signed_up[customer_id] < ordered_at for _, customer_id, _, _, ordered_at, _ in data.orders)
+    assert max(order[5] for order in data.orders) <= ends_at
+    assert ends_at - max(order[4] for order in data.orders) < timedelta(hours=13)
+    stripe_times = [obj["created"] for obj in (*data.stripe_charges, *data.stripe_refunds)]
+    assert max(stripe_times) <= ends_at.timestamp()
+    # the newest orders are still on their way: none delivered within a day and a half
+    young = [order for order in data.orders if ends_at - order[4] < timedelta(hours=36)]
+    assert young and all(order[2] != "delivered" for order in young)
+    assert generate(3000) != data  # the tests' fixed history is another one
