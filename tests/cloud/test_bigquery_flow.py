@@ -19,13 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.config import ConfigError, load_settings
 from flows.elt import elt
 from standins import DemoSources
 from tests.emulators.bigquery_server import PROJECT, TOKEN, BigQueryEmulator
-from tests.support import first_runs
-from tests.support.bigquery import query
+from tests.support import first_runs, pull_requests
+from tests.support.bigquery import client, query
 from tests.support.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
@@ -96,6 +98,38 @@ def test_rerun_on_fresh_worker_loads_nothing(first_run: dict[str, int]) -> None:
     assert summary.ok, summary.error
     assert summary.rows_loaded == 0, summary.table_rows()
     assert counts() == first_run
+
+
+def test_elt_ci_builds_a_pull_request_beside_production_and_drops_it(
+    first_run: dict[str, int], tmp_path: Path
+) -> None:
+    # GIVEN production on BigQuery and a pull request changing fct_orders and stg_shop__products
+    repo = pull_requests.checkout(tmp_path / "repo")
+    pull_requests.open_pull_request(repo)
+    expected = pull_requests.expected_diffs(
+        query, "analytics_marts", "raw_shop", day_of=lambda column: f"timestamp_trunc({column}, day)"
+    )
+    assert expected["fct_orders"]["changed"] and expected["dim_products"]["changed"], expected
+    # WHEN CI runs for it
+    outcome = CliRunner().invoke(
+        app, ["ci", "--base", "main", "--repo", str(repo), "--warehouse", "bigquery"]
+    )
+    # THEN it fails on the contract the new column broke, naming table and check
+    assert outcome.exit_code == 1, outcome.output
+    assert "analytics_marts_audit.fct_orders, check 'schema' failed" in outcome.output.lower()
+    # AND it built exactly the changed models and their children, and diffed them right
+    artifacts = repo / "transform/target/ci"
+    assert pull_requests.models_built(artifacts) == pull_requests.models_selected(
+        "fct_orders+ stg_shop__products+"
+    )
+    diffs = {diff["model"]: diff for diff in json.loads((artifacts / "ci_report.json").read_text())["diffs"]}
+    for model, numbers in expected.items():
+        assert {key: diffs[model][key] for key in numbers} == numbers, model
+    assert not {"email_hash", "name_hash"} & set(diffs["dim_customers"]["changed_values"])
+    # AND no CI dataset is left on the emulator
+    assert [
+        dataset.dataset_id for dataset in client().list_datasets() if dataset.dataset_id.startswith("ci")
+    ] == []
 
 
 def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run: dict[str, int]) -> None:

@@ -24,7 +24,10 @@ from tests.support.dbt_selection import dbt_selects
 
 Query = Callable[[str], list[tuple[Any, ...]]]
 BRANCH = "orders-by-day"
-BY_DAY = ("        orders.ordered_at,\n", "        date_trunc('day', orders.ordered_at) as ordered_at,\n")
+BY_DAY = (
+    "        orders.ordered_at,\n",
+    "        {{ dbt.date_trunc('day', 'orders.ordered_at') }} as ordered_at,\n",
+)
 
 
 def checkout(root: Path) -> Path:
@@ -94,12 +97,19 @@ def edit(path: Path, *replacements: tuple[str, str]) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def expected_diffs(query: Query, marts: str, raw_shop: str) -> dict[str, dict[str, Any]]:
+def truncated_to_day(column: str) -> str:
+    return f"date_trunc('day', {column})"
+
+
+def expected_diffs(
+    query: Query, marts: str, raw_shop: str, day_of: Callable[[str], str] = truncated_to_day
+) -> dict[str, dict[str, Any]]:
     """What the pull request does to each model it changes directly, from production's tables
-    (``marts``: the published schema; ``raw_shop``: the shop's raw dataset)."""
-    (redated,) = query(
-        f"select count(*) from {marts}.fct_orders where ordered_at <> date_trunc('day', ordered_at)"
-    )[0]
+    (``marts``: the published schema; ``raw_shop``: the shop's raw dataset; ``day_of``: the
+    warehouse's SQL for a timestamp's day)."""
+    (redated,) = query(f"select count(*) from {marts}.fct_orders where ordered_at <> {day_of('ordered_at')}")[
+        0
+    ]
     (renamed_products,) = query(
         f"select count(*) from {marts}.dim_products where product_name <> upper(product_name)"
     )[0]
