@@ -97,20 +97,24 @@ def record(settings: Settings, table: str, records: Sequence[Any], dataset: str 
 
 
 def record_tables(settings: Settings, tables: Mapping[str, Sequence[Any]], dataset: str = DATASET) -> None:
-    """Append records (dataclasses) to several audit tables in one load (or replace, for the
-    tables that keep only their latest record); ``dataset`` only for the scratch registry."""
+    """Append records (dataclasses) to several audit tables in one write (or replace, for the
+    tables that keep only their latest record); ``dataset`` only for the scratch registry.
+
+    The warehouse's own cheap append first (``Warehouse.append_rows``); dlt when it has none
+    or a table or column is still to be created.
+    """
+    rows = {table: [asdict(item) for item in records] for table, records in tables.items() if records}
+    if not rows or settings.warehouse.append_rows(settings, settings.dataset(dataset), rows, _LATEST_ONLY):
+        return
     resources = [
         dlt.resource(
-            [asdict(item) for item in records],
+            table_rows,
             name=table,
             write_disposition="replace" if table in _LATEST_ONLY else "append",
             columns=_COLUMNS.get(table, {}),
         )
-        for table, records in tables.items()
-        if records
+        for table, table_rows in rows.items()
     ]
-    if not resources:
-        return
     pipeline = _pipeline(settings, dataset)
     if forget_state_unknown_to_warehouse(pipeline):  # a stale local schema would skip CREATE TABLE
         pipeline = _pipeline(settings, dataset)

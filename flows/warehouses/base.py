@@ -12,7 +12,7 @@ rather than holding state: one plug-in object serves every environment.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -107,6 +107,19 @@ class Warehouse(ABC):
     def column_types(self, settings: Settings, schema: str, table: str) -> dict[str, ColumnType]:
         """Column types of a built table, for ``elt contracts scaffold``; empty when unknown."""
         return {}
+
+    def append_rows(
+        self,
+        settings: Settings,
+        schema: str,
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        replaced: Set[str],
+    ) -> bool:
+        """Add a few rows to tables dlt created, without a dlt load, in one transaction (the
+        ``replaced`` tables emptied first); False when nothing was written: a table or column
+        is missing, the warehouse is busy, or this warehouse has no cheaper way than dlt's.
+        The audit trail's small writes (flows/audit.py) come here first."""
+        return False
 
     def information_schema(self, settings: Settings, schema: str) -> str:
         """Where the standard ``information_schema`` views describing ``schema`` are (data diffs)."""
