@@ -2,7 +2,9 @@
 
 Why in the warehouse and not in Prefect: it is what freshness SLAs, ``elt status`` and
 analysts query, next to the data it describes, and it survives a rebuilt Prefect server.
-Written through dlt (append), so it works the same on DuckDB, Snowflake and BigQuery:
+Written through dlt (append), so it works the same on DuckDB, Snowflake and BigQuery; a
+warehouse with a cheaper way to add a few rows to a table dlt made uses it
+(``Warehouse.append_rows``: DuckDB):
 
 * ``elt_audit.loads``: run id, source, dataset, table, rows, started/finished, outcome, error
 * ``elt_audit.contracts``: run id, table, passed, failed checks, checked at
