@@ -154,22 +154,10 @@ def test_elt_ci_builds_a_pull_request_beside_production_and_drops_it(
     pull_requests.open_pull_request(repo)
     expected = pull_requests.expected_diffs(partial(query, snowflake), "analytics_marts", "raw_shop")
     assert expected["fct_orders"]["changed"] and expected["dim_products"]["changed"], expected
-    # WHEN CI runs for it
-    outcome = CliRunner().invoke(
-        app, ["ci", "--base", "main", "--repo", str(repo), "--warehouse", "snowflake"]
+    # WHEN CI runs for it THEN it fails on the contract, builds and diffs what changed
+    pull_requests.assert_ci_caught_the_pull_request(
+        repo, expected, ["--warehouse", "snowflake"], snowflake.first_errors
     )
-    # THEN it fails on the contract the new column broke, naming table and check
-    assert outcome.exit_code == 1, f"{outcome.output}\n{snowflake.first_errors()}"
-    assert "analytics_marts_audit.fct_orders, check 'schema' failed" in outcome.output.lower()
-    # AND it built exactly the changed models and their children, and diffed them right
-    artifacts = repo / "transform/target/ci"
-    assert pull_requests.models_built(artifacts) == pull_requests.models_selected(
-        "fct_orders+ stg_shop__products+"
-    )
-    diffs = {diff["model"]: diff for diff in json.loads((artifacts / "ci_report.json").read_text())["diffs"]}
-    for model, numbers in expected.items():
-        assert {key: diffs[model][key] for key in numbers} == numbers, model
-    assert not {"email_hash", "name_hash"} & set(diffs["dim_customers"]["changed_values"])
     # AND no CI schema is left on the emulator
     assert (
         query(snowflake, "select schema_name from information_schema.schemata where schema_name ilike 'ci%'")

@@ -13,14 +13,8 @@ import duckdb
 import pytest
 
 from flows.audit import LoadRecord, query_audit, record, record_tables
+from flows.build_state import ManifestRecord
 from flows.config import Settings, load_settings
-
-
-@dataclass(frozen=True)
-class ManifestStandIn:
-    run_id: str
-    manifest: str
-    recorded_at: datetime
 
 
 @dataclass(frozen=True)
@@ -61,7 +55,7 @@ def test_rows_appended_after_the_first_load_equal_dlts(settings: Settings) -> No
 def test_a_latest_only_table_keeps_one_row_and_a_new_column_goes_through_dlt(settings: Settings) -> None:
     at = datetime(2026, 12, 7, 12, tzinfo=UTC)
     for run in ("first", "second", "third"):
-        record_tables(settings, {"dbt_manifests": [ManifestStandIn(run, "{}", at)]})
+        record_tables(settings, {"dbt_manifests": [ManifestRecord(run, "1.11", "{}", at)]})
     assert query_audit(settings, "dbt_manifests", "select run_id from {table}") == [("third",)]
 
     record(settings, "loads", [load("before", 1, at)])

@@ -19,6 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from typer.testing import CliRunner
+
+from flows.cli import app
 from flows.config import PROJECT_DIR
 from tests.support.dbt_selection import dbt_selects
 
@@ -135,6 +138,29 @@ def expected_diffs(
             "changed_values": {"product_name": renamed_raw} if renamed_raw else {},
         },
     }
+
+
+def assert_ci_caught_the_pull_request(
+    repo: Path,
+    expected: dict[str, dict[str, Any]],
+    warehouse_args: list[str],
+    details: Callable[[], str] = lambda: "",
+) -> None:
+    """Run ``elt ci`` for the pull request in ``repo``: it must fail naming the mart and the
+    check the new column broke, build exactly the changed models and their children (as
+    dbt's run results say; snapshots keep production's history), report the ``expected``
+    diff numbers (SQL of the test's own), and see no change in the hashed columns, which
+    are salted from production's salt. ``details``: what else to show if the exit code is wrong."""
+    outcome = CliRunner().invoke(app, ["ci", "--base", "main", "--repo", str(repo), *warehouse_args])
+    assert outcome.exit_code == 1, f"{outcome.output}\n{details()}"
+    assert "analytics_marts_audit.fct_orders, check 'schema' failed" in outcome.output.lower()
+    artifacts = repo / "transform/target/ci"
+    assert models_built(artifacts) == models_selected("fct_orders+ stg_shop__products+")
+    diffs = {diff["model"]: diff for diff in json.loads((artifacts / "ci_report.json").read_text())["diffs"]}
+    for model, numbers in expected.items():
+        assert {key: diffs[model][key] for key in numbers} == numbers, model
+    assert not {"email_hash", "name_hash"} & set(diffs["dim_customers"]["changed_values"])
+    assert "| fct_orders | " in (artifacts / "ci_report.md").read_text()
 
 
 def models_built(artifacts: Path) -> set[str]:
