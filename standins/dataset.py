@@ -20,7 +20,7 @@ from decimal import Decimal
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 SEED = 20250101
 ORDER_SPACING = timedelta(seconds=30)
-CUSTOMERS_PER_ORDER = 5  # one customer signs up for every five orders placed
+ORDERS_PER_CUSTOMER = 5  # one customer signs up for every five orders placed
 # An order's status is reached this long after it was placed, per step along ORDER_STATUSES.
 STATUS_STEP = timedelta(hours=12)
 # With an end of history: the newest order is this old (young enough for the 48 h freshness
@@ -89,9 +89,9 @@ def generate(n_orders: int = 100_000, seed: int = SEED, ends_at: datetime | None
     """
     rng = random.Random(seed)
     data = ShopData(n_orders, ends_at)
-    n_customers = max(n_orders // CUSTOMERS_PER_ORDER, 1)
+    n_customers = max(n_orders // ORDERS_PER_CUSTOMER, 1)
     n_products = 200
-    customer_spacing = ORDER_SPACING * CUSTOMERS_PER_ORDER
+    customer_spacing = ORDER_SPACING * ORDERS_PER_CUSTOMER
     epoch = EPOCH if ends_at is None else ends_at - NEWEST_ORDER_AGE - ORDER_SPACING * (n_orders + 1)
 
     stripe_customer_ids: list[str] = []
@@ -148,7 +148,7 @@ def generate(n_orders: int = 100_000, seed: int = SEED, ends_at: datetime | None
     for order_id in range(1, n_orders + 1):
         ordered_at = epoch + ORDER_SPACING * order_id + timedelta(seconds=rng.randrange(30))
         # A customer who had signed up by then (the first orders go to the first customer).
-        signed_up = max(1, min(n_customers, order_id // CUSTOMERS_PER_ORDER - 1))
+        signed_up = max(1, min(n_customers, order_id // ORDERS_PER_CUSTOMER - 1))
         customer_id = rng.randrange(1, signed_up + 1)
         ordered_at = max(ordered_at, data.customers[customer_id - 1][6] + timedelta(minutes=1))
         status = rng.choices(ORDER_STATUSES, ORDER_STATUS_WEIGHTS)[0]
