@@ -90,11 +90,12 @@ def stripe_store_for(data: dataset.ShopData) -> StripeStore:
 
 
 def ticket_store_for(data: dataset.ShopData) -> TicketStore:
-    """The demo's tickets; with a recent shop history they were last updated a day before
-    it ends (inside their 48 h freshness check), else at the fixed ``T0``."""
+    """The demo's tickets; with a recent shop history they were updated in the hours before
+    it ends (so they pass their 48 h freshness check as long as the shop does), else at the
+    fixed ``T0``."""
     if data.ends_at is None:
         return TicketStore(DEMO_TICKETS)
-    return TicketStore(DEMO_TICKETS, int((data.ends_at - timedelta(days=1)).timestamp()))
+    return TicketStore(DEMO_TICKETS, int((data.ends_at - timedelta(hours=2)).timestamp()))
 
 
 @contextmanager
