@@ -101,6 +101,7 @@ def edit(path: Path, *replacements: tuple[str, str]) -> None:
 
 
 def truncated_to_day(column: str) -> str:
+    """A timestamp's day in DuckDB's and Snowflake's SQL."""
     return f"date_trunc('day', {column})"
 
 
@@ -110,9 +111,8 @@ def expected_diffs(
     """What the pull request does to each model it changes directly, from production's tables
     (``marts``: the published schema; ``raw_shop``: the shop's raw dataset; ``day_of``: the
     warehouse's SQL for a timestamp's day)."""
-    (redated,) = query(f"select count(*) from {marts}.fct_orders where ordered_at <> {day_of('ordered_at')}")[
-        0
-    ]
+    redated_sql = f"select count(*) from {marts}.fct_orders where ordered_at <> {day_of('ordered_at')}"
+    (redated,) = query(redated_sql)[0]
     (renamed_products,) = query(
         f"select count(*) from {marts}.dim_products where product_name <> upper(product_name)"
     )[0]
