@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,12 @@ def verify_contract(
     datasource: Path,
     variables: dict[str, str] | None = None,
     target: ContractTarget | None = None,
+    connected: Any | None = None,
 ) -> ContractResult:
     """Verify one contract with Soda's Python API; never raises for a bad contract or warehouse.
 
-    ``target`` (default: DuckDB, production names) renders the contract for the warehouse.
+    ``target`` (default: DuckDB, production names) renders the contract for the warehouse;
+    ``connected``: ``datasource`` already open (``verify_contracts``), else Soda opens it.
     """
     contract = Path(contract)
     datasource = Path(datasource)
@@ -116,7 +119,8 @@ def verify_contract(
             from soda_core.contracts.api.verify_api import verify_contract_locally
 
             session = verify_contract_locally(
-                data_source_file_path=str(datasource),
+                data_source_file_path=None if connected else str(datasource),
+                data_sources=[connected] if connected else [],
                 contract_file_path=str(contract_file),
                 variables=target.render_variables(contract_doc, variables or {})
                 if target is not None
@@ -135,7 +139,36 @@ def verify_contracts(
     target: ContractTarget | None = None,
 ) -> list[ContractResult]:
     """Verify every contract, in order, without stopping at the first failure."""
-    return [verify_contract(path, datasource, variables, target) for path in paths]
+    with _connected(datasource) as connected:
+        return [verify_contract(path, datasource, variables, target, connected) for path in paths]
+
+
+@contextmanager
+def _connected(datasource: Path) -> Iterator[Any | None]:
+    """The data source, opened once for a layer's contracts. Why: given only its file, Soda
+    parses it and opens a connection for every contract (on DuckDB ~0.1 s an open, 21
+    contracts a run). None when it cannot be opened here: each contract then reports the
+    reason itself, as without this."""
+    connected = None
+    try:
+        names = sorted(env_references(load_yaml(datasource)))
+        if all(name in os.environ for name in names):
+            with quiet_soda_logging(secret_values(names)):
+                from soda_core.common.data_source_impl import DataSourceImpl
+                from soda_core.common.yaml import DataSourceYamlSource
+
+                source = DataSourceYamlSource.from_file_path(str(datasource))
+                connected = DataSourceImpl.from_yaml_source(source)
+                connected.open_connection()
+    except Exception:  # reported by each contract's own attempt
+        connected = None
+    if connected is not None and not connected.has_open_connection():
+        connected = None
+    try:
+        yield connected
+    finally:
+        if connected is not None:
+            connected.close_connection()
 
 
 def contract_paths(

@@ -330,6 +330,21 @@ def test_a_fresh_demo_history_passes_the_freshness_checks(make_warehouse: Wareho
     assert max(order[5] for order in data.orders) <= ends_at  # nothing dated in the future
 
 
+def test_a_layers_contracts_share_one_connection(
+    make_warehouse: WarehouseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_warehouse()
+    opened = []
+    real_connect = duckdb.connect
+    monkeypatch.setattr(
+        duckdb, "connect", lambda *args, **kwargs: opened.append(args) or real_connect(*args, **kwargs)
+    )
+    contracts = [CHECKS_DIR / "raw/shop/customers.yml", CHECKS_DIR / "raw/shop/orders.yml"]
+
+    assert all(result.passed for result in verify_contracts(contracts, DATASOURCE))
+    assert len(opened) == 1
+
+
 def test_empty_table_fails_row_count(make_warehouse: WarehouseFactory) -> None:
     make_warehouse("delete from raw_stripe.refunds")
     result = verify_contract(CHECKS_DIR / "raw/stripe/refunds.yml", DATASOURCE)
