@@ -121,12 +121,13 @@ def demo_sources(
         shop_db.create_database(postgres.dsn(), shop_database)
         shop_dsn = postgres.dsn(shop_database)
         seeded = shop_db.seeded_history(shop_dsn)
-        if seeded:
-            data = dataset.generate(seeded[0], ends_at=seeded[1])
-        else:
+        if seeded is None:
             ends_at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) if recent else None
             data = dataset.generate(n_orders, ends_at=ends_at)
             shop_db.seed(shop_dsn, data)
+        else:
+            seeded_orders, seeded_end = seeded
+            data = dataset.generate(seeded_orders, ends_at=seeded_end)
         shop_db.enable_replication(shop_dsn)
         store = stripe_store_for(data)
         tickets = ticket_store_for(data)

@@ -3,11 +3,9 @@ connection (``Warehouse.append_rows``), and both give the same rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from flows.audit import LoadRecord, query_audit, record, record_tables
 from flows.build_state import ManifestRecord
 from flows.config import Settings, load_settings
+from tests.support.duckdb import count_opens
 
 
 @dataclass(frozen=True)
@@ -62,19 +61,3 @@ def test_a_latest_only_table_keeps_one_row_and_a_new_column_goes_through_dlt(set
     record(settings, "loads", [load("with a note", 2, at, LoadWithNote)])  # dlt adds the column
     rows = query_audit(settings, "loads", "select run_id, note from {table} order by rows")
     assert rows == [("before", None), ("with a note", "a column the table does not have yet")]
-
-
-def count_opens(write: Callable[[], None]) -> int:
-    """How many times ``write`` opened the DuckDB file."""
-    opened = 0
-    real_connect = duckdb.connect
-
-    def counting(*args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
-        nonlocal opened
-        opened += 1
-        return real_connect(*args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(duckdb, "connect", counting)
-        write()
-    return opened

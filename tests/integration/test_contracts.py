@@ -22,6 +22,7 @@ from flows.checks import (
     verify_contracts,
 )
 from flows.results import CheckRecord, ContractResult, Outcome
+from tests.support.duckdb import count_opens
 
 DATASOURCE: Path = CHECKS_DIR / "datasources" / "duckdb.yml"
 DLT = "_dlt_load_id varchar, _dlt_id varchar"
@@ -330,19 +331,14 @@ def test_a_fresh_demo_history_passes_the_freshness_checks(make_warehouse: Wareho
     assert max(order[5] for order in data.orders) <= ends_at  # nothing dated in the future
 
 
-def test_a_layers_contracts_share_one_connection(
-    make_warehouse: WarehouseFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_layers_contracts_share_one_connection(make_warehouse: WarehouseFactory) -> None:
     make_warehouse()
-    opened = []
-    real_connect = duckdb.connect
-    monkeypatch.setattr(
-        duckdb, "connect", lambda *args, **kwargs: opened.append(args) or real_connect(*args, **kwargs)
-    )
     contracts = [CHECKS_DIR / "raw/shop/customers.yml", CHECKS_DIR / "raw/shop/orders.yml"]
+    results = []
 
-    assert all(result.passed for result in verify_contracts(contracts, DATASOURCE))
-    assert len(opened) == 1
+    opens = count_opens(lambda: results.extend(verify_contracts(contracts, DATASOURCE)))
+    assert len(results) == 2 and all(result.passed for result in results)
+    assert opens == 1
 
 
 def test_empty_table_fails_row_count(make_warehouse: WarehouseFactory) -> None:
