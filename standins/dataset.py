@@ -20,6 +20,9 @@ from decimal import Decimal
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 SEED = 20250101
 ORDER_SPACING = timedelta(seconds=30)
+# With an end of history: however few orders, they spread over at least this long, so the
+# oldest had time to be delivered, cancelled and refunded (every raw table gets rows).
+SHORTEST_HISTORY = timedelta(days=14)
 ORDERS_PER_CUSTOMER = 5  # one customer signs up for every five orders placed
 # An order's status is reached this long after it was placed, per step along ORDER_STATUSES.
 STATUS_STEP = timedelta(hours=12)
@@ -91,8 +94,9 @@ def generate(n_orders: int = 100_000, seed: int = SEED, ends_at: datetime | None
     data = ShopData(n_orders, ends_at)
     n_customers = max(n_orders // ORDERS_PER_CUSTOMER, 1)
     n_products = 200
-    customer_spacing = ORDER_SPACING * ORDERS_PER_CUSTOMER
-    epoch = EPOCH if ends_at is None else ends_at - NEWEST_ORDER_AGE - ORDER_SPACING * (n_orders + 1)
+    spacing = ORDER_SPACING if ends_at is None else max(ORDER_SPACING, SHORTEST_HISTORY / n_orders)
+    customer_spacing = spacing * ORDERS_PER_CUSTOMER
+    epoch = EPOCH if ends_at is None else ends_at - NEWEST_ORDER_AGE - spacing * (n_orders + 1)
 
     stripe_customer_ids: list[str] = []
     for customer_id in range(1, n_customers + 1):
@@ -146,7 +150,7 @@ def generate(n_orders: int = 100_000, seed: int = SEED, ends_at: datetime | None
 
     item_id = 0
     for order_id in range(1, n_orders + 1):
-        ordered_at = epoch + ORDER_SPACING * order_id + timedelta(seconds=rng.randrange(30))
+        ordered_at = epoch + spacing * order_id + timedelta(seconds=rng.randrange(30))
         # A customer who had signed up by then (the first orders go to the first customer).
         signed_up = max(1, min(n_customers, order_id // ORDERS_PER_CUSTOMER - 1))
         customer_id = rng.randrange(1, signed_up + 1)

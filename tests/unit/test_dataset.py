@@ -44,3 +44,11 @@ def test_a_history_ending_now_has_nothing_in_the_future_and_orders_follow_sign_u
     young = [order for order in data.orders if ends_at - order[4] < timedelta(hours=36)]
     assert young and all(order[2] != "delivered" for order in young)
     assert generate(3000) != data  # the tests' fixed history is another one
+
+
+def test_a_small_recent_history_still_has_every_kind_of_row() -> None:
+    """``elt demo --orders 500``: its orders spread over two weeks, so some were delivered,
+    cancelled and refunded, and the refunds table is not missing from the first load."""
+    data = generate(500, ends_at=datetime(2026, 12, 7, 19, tzinfo=UTC))
+    statuses = {order[2] for order in data.orders}
+    assert {"delivered", "cancelled"} <= statuses and data.stripe_refunds
