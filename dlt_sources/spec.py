@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import dlt
 
+from dlt_sources.common.lineage import Origin
 from dlt_sources.errors import SourceError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -37,6 +38,8 @@ class AfterLoadReport(Protocol):
 
     notes: Sequence[str]
     warnings: Sequence[str]
+    # replication slot → WAL bytes it retains (CDC sources; the metrics' slot lag)
+    slot_lag_bytes: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class SourceSpec:
     freshness: FreshnessSla | None = None
     # where the data comes from, in words, for the documentation (``elt docs``)
     origin: str = ""
+    # the same as lineage datasets (endpoint or source table per raw table); resolving it
+    # reads the source's settings, never a secret, and contacts nothing
+    lineage: Callable[[], Origin] | None = None
 
     def __post_init__(self) -> None:
         if self.schedule is not None and len(self.schedule.split()) != _CRON_FIELDS:

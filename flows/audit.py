@@ -12,6 +12,11 @@ warehouse with a cheaper way to add a few rows to a table dlt made uses it
 * ``elt_audit.dbt_nodes``, ``publishes``, ``build_inputs``, ``dbt_manifests``: what each
   dbt build did
   (flows/build_state.py)
+* ``elt_audit.stages``: each run's stages, how long they took and how they ended
+* ``elt_audit.cdc_slots``: the WAL each CDC source's replication slot retains, per load
+* ``elt_audit.profiles``, ``anomalies``, ``anomaly_acks``: the column profiles of each
+  changed table, the anomaly verdicts drawn from them, and the changes people accepted
+  (flows/profiles.py, flows/anomalies.py)
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt_sources.common.packages import forget_state_unknown_to_warehouse
 from flows.config import Settings
 from flows.pipelines import warehouse_pipeline
+from flows.report import RunSummary
 from flows.results import ContractResult
 
 logger = logging.getLogger(__name__)
@@ -60,6 +66,74 @@ class ContractRecord:
     checked_at: datetime
 
 
+@dataclass(frozen=True)
+class StageRecord:
+    run_id: str
+    flow_name: str
+    stage: str
+    seconds: float
+    status: str
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """How much WAL a CDC source's slot held back after its load (``elt_cdc_slot_lag_bytes``)."""
+
+    run_id: str
+    source: str
+    slot_name: str
+    retained_bytes: int
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """One metric of one column (``column_name`` None: of the table) in one profile."""
+
+    run_id: str
+    dataset: str
+    table_name: str
+    column_name: str | None
+    metric: str
+    value: float | None
+    detail: str | None  # JSON: the top values of a low-cardinality column
+    table_rows: int
+    sampled_rows: int
+    profiled_at: datetime
+
+
+@dataclass(frozen=True)
+class AnomalyRecord:
+    """One series' verdict in one run: the observed value, its band and score, the level
+    (``learning``, ``ok``, ``warn``, ``fail``)."""
+
+    run_id: str
+    dataset: str
+    table_name: str
+    metric: str
+    value: float
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    score: float | None
+    level: str
+    observed_at: datetime
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
+class AnomalyAck:
+    """``elt anomalies ack``: a person accepted a series' new level at ``acked_at``."""
+
+    dataset: str
+    table_name: str
+    metric: str
+    acked_at: datetime
+    acked_by: str
+    note: str | None
+
+
 _COLUMNS = {
     "loads": {
         "table_name": {"data_type": "text", "nullable": True},
@@ -76,6 +150,34 @@ _COLUMNS = {
     "build_inputs": {"recorded_at": {"data_type": "timestamp"}},
     "publishes": {"published_at": {"data_type": "timestamp"}},
     "dbt_manifests": {"recorded_at": {"data_type": "timestamp"}, "manifest": {"data_type": "text"}},
+    "stages": {"seconds": {"data_type": "double"}, "finished_at": {"data_type": "timestamp"}},
+    "cdc_slots": {"retained_bytes": {"data_type": "bigint"}, "checked_at": {"data_type": "timestamp"}},
+    "profiles": {
+        "column_name": {"data_type": "text", "nullable": True},
+        "value": {"data_type": "double", "nullable": True},
+        "detail": {"data_type": "text", "nullable": True},
+        "table_rows": {"data_type": "bigint"},
+        "sampled_rows": {"data_type": "bigint"},
+        "profiled_at": {"data_type": "timestamp"},
+    },
+    "anomalies": {
+        "value": {"data_type": "double"},
+        "expected": {"data_type": "double", "nullable": True},
+        "lower": {"data_type": "double", "nullable": True},
+        "upper": {"data_type": "double", "nullable": True},
+        "score": {"data_type": "double", "nullable": True},
+        "observed_at": {"data_type": "timestamp"},
+        "checked_at": {"data_type": "timestamp"},
+    },
+    "column_lineage": {
+        "input_namespace": {"data_type": "text", "nullable": True},
+        "input_dataset": {"data_type": "text", "nullable": True},
+        "input_field": {"data_type": "text", "nullable": True},
+        "subtype": {"data_type": "text", "nullable": True},
+        "masking": {"data_type": "bool"},
+        "recorded_at": {"data_type": "timestamp"},
+    },
+    "anomaly_acks": {"acked_at": {"data_type": "timestamp"}, "note": {"data_type": "text", "nullable": True}},
     "backfills": {
         "chunk_start": {"data_type": "timestamp"},
         "chunk_end": {"data_type": "timestamp"},
@@ -142,6 +244,25 @@ def record_contracts(settings: Settings, results: list[ContractResult], run_id: 
         logger.warning("could not record %d contract verdicts in %s: %s", len(verdicts), DATASET, exc)
 
 
+def record_run(settings: Settings, summary: RunSummary, run_id: str, flow_name: str) -> None:
+    """A run's stage timings and CDC slot lag, for the metrics and the stage-duration anomalies;
+    never raises, so it can't hide the failure being reported."""
+    finished = now()
+    stages = [
+        StageRecord(run_id, flow_name, stage.name, stage.seconds, stage.status, finished)
+        for stage in summary.stages
+    ]
+    slots = [
+        SlotRecord(run_id, result.source, slot, lag, result.finished_at or finished)
+        for result in summary.ingests
+        for slot, lag in result.slot_lag_bytes.items()
+    ]
+    try:
+        record_tables(settings, {"stages": stages, "cdc_slots": slots})
+    except Exception as exc:
+        logger.warning("could not record the run's stages in %s: %s", DATASET, exc)
+
+
 def last_successful_loads(settings: Settings) -> dict[str, datetime]:
     """When each source last loaded successfully (0 new rows counts: the source was current)."""
     rows = query_audit(
@@ -192,6 +313,12 @@ def query_audit(
             return [tuple(row) for row in client.execute_sql(sql.format(**qualified)) or []]
     except DatabaseUndefinedRelation:
         return []
+
+
+def query_warehouse(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of any read-only ``sql`` (an information schema), through the audit pipeline's client."""
+    with _pipeline(settings).sql_client() as client:
+        return [tuple(row) for row in client.execute_sql(sql) or []]
 
 
 def _pipeline(settings: Settings, dataset: str = DATASET) -> dlt.Pipeline:

@@ -22,6 +22,7 @@ from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from dlt_sources.registry import SOURCES
+from flows.audit import now
 from flows.build_lock import build_lock
 from flows.build_state import (
     CONTRACT_FAILED,
@@ -37,6 +38,7 @@ from flows.checks import ContractsFailed
 from flows.config import Settings
 from flows.dbt_graph import BuildPlan, Changes, SourceTable, plan_build
 from flows.gates import gate, run_id
+from flows.lineage import current as current_lineage
 from flows.pii import DATASET as PII_DATASET
 from flows.pii import TABLE as PII_TABLE
 from flows.pii import ensure_pii_salt
@@ -46,6 +48,7 @@ from flows.transform import (
     DbtBuildError,
     DbtInvocationError,
     ParsedProject,
+    last_run_results,
     modified_since,
     parse_project,
     run_dbt_build,
@@ -133,6 +136,9 @@ def build_and_publish(
                     except DbtBuildError as exc:
                         summary.dbt = exc.summary
                         raise
+                    finally:
+                        if (lineage := current_lineage()) is not None:
+                            lineage.dbt_build(last_run_results(), build.project.contents)
         except DbtBuildError as exc:
             broken = exc  # what dbt did build, apart from the failure, is still checked and published
         failed, held_back = _gate_and_publish(summary, settings, build)
@@ -160,9 +166,13 @@ def _gate_and_publish(
     held_back = _held_back(build, failed)
     publishable = [mart.name for mart in marts if mart.unique_id not in held_back]
     if publishable:
+        started = now()
         with summary.stage("publish"):
             run_dbt_operation("publish_marts", {"tables": publishable}, manifest=build.project.manifest)
         summary.published = publishable
+        if (lineage := current_lineage()) is not None:
+            schema = settings.dbt_schema
+            lineage.publish(publishable, f"{schema}_marts_audit", f"{schema}_marts", started)
     return failed, held_back
 
 

@@ -19,6 +19,7 @@ from flows.build import build_and_publish
 from flows.config import flow_retries, load_settings
 from flows.gates import gate, run_id
 from flows.ingest import ingest_sources
+from flows.observe import observed_run
 from flows.report import RunSummary
 
 
@@ -53,11 +54,12 @@ def elt(
     chosen = list(sources or SOURCES)
     summary = RunSummary(warehouse=settings.warehouse.name)
     try:
-        with summary.stage("ingest"):
-            summary.ingests = ingest_sources(chosen, settings, run_id=run_id())
-        with summary.stage("raw contracts"):
-            gate(summary, "raw", settings, chosen)
-        build_and_publish(summary, settings, sources, full_build=full_build)
+        with observed_run(settings, summary, "elt"):
+            with summary.stage("ingest"):
+                summary.ingests = ingest_sources(chosen, settings, run_id=run_id())
+            with summary.stage("raw contracts"):
+                gate(summary, "raw", settings, chosen)
+            build_and_publish(summary, settings, sources, full_build=full_build)
     except Exception as exc:
         _publish(summary)
         raise EltRunFailed(summary) from exc

@@ -16,6 +16,7 @@ from flows.checks import ContractsFailed, run_contracts
 from flows.config import Settings
 from flows.contract_target import ContractTarget
 from flows.ingest import source_tag
+from flows.lineage import current as current_lineage
 from flows.report import RunSummary
 
 
@@ -52,3 +53,5 @@ def gate(
         progress.contracts_checked(layer, sum(r.passed for r in results), sum(not r.passed for r in results))
         summary.contracts += results
         record_contracts(settings, results, run_id=run_id())
+        if (lineage := current_lineage()) is not None:
+            lineage.contracts(results)

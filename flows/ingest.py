@@ -38,6 +38,7 @@ from flows import progress
 from flows.audit import FAILED, LOADED, LoadRecord, now, record
 from flows.config import ConfigError, Settings, schema_prefix
 from flows.errors import cause_chain
+from flows.lineage import current as current_lineage
 from flows.pipelines import raw_dataset, source_pipeline
 from flows.redact import first_line
 from flows.results import IngestResult
@@ -127,7 +128,30 @@ def run_source(source: str, settings: Settings) -> IngestResult:
         schema_changes=new_columns,
         notes=list(after_load.notes) if after_load else [],
         warnings=list(after_load.warnings) if after_load else [],
+        slot_lag_bytes=dict(after_load.slot_lag_bytes) if after_load else {},
+        columns=_columns(pipeline.default_schema),
+        loaded_bytes=_loaded_bytes(load_info),
     )
+
+
+def _columns(schema: Any) -> dict[str, dict[str, str]]:
+    """Each data table's columns and dlt data types, as the lineage schema facet shows them."""
+    return {
+        table: {name: str(column.get("data_type", "")) for name, column in columns.items()}
+        for table in schema.data_table_names()
+        if (columns := schema.get_table_columns(table))
+    }
+
+
+def _loaded_bytes(load_info: Any) -> dict[str, int]:
+    """Bytes of the files each table's load jobs loaded (the lineage output statistics)."""
+    sizes: dict[str, int] = {}
+    for package in load_info.load_packages:
+        for job in package.jobs.get("completed_jobs", []):
+            table = job.job_file_info.table_name
+            if not table.startswith("_dlt"):
+                sizes[table] = sizes.get(table, 0) + job.file_size
+    return sizes
 
 
 def _schema_changes(load_info: Any, schema: Any) -> tuple[dict[str, int], list[str]]:
@@ -276,6 +300,8 @@ def ingest_sources(sources: Sequence[str], settings: Settings, run_id: str) -> l
                     first_line(error),
                 )
             )
+    if (lineage := current_lineage()) is not None:
+        lineage.loads(results, {source: first_line(error) for source, error in failures}, started_at)
     try:
         record(settings, "loads", records)
     except Exception:

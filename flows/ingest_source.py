@@ -28,6 +28,7 @@ from flows.config import load_settings
 from flows.elt import EltRunFailed
 from flows.gates import gate, run_id
 from flows.ingest import ingest_sources
+from flows.observe import observed_run
 from flows.report import RunSummary
 
 # what the build-on-arrival deployment's trigger matches (deployments/prefect.yaml)
@@ -55,11 +56,12 @@ def ingest_source(source: str, warehouse: str | None = None) -> RunSummary:
     settings.export_tool_environment()
     summary = RunSummary(warehouse=settings.warehouse.name)
     try:
-        with summary.stage("ingest"):
-            # the same task, retries, tag and audit rows as the full run
-            summary.ingests = ingest_sources([source], settings, run_id=run_id())
-        with summary.stage("raw contracts"):
-            gate(summary, "raw", settings, [source])
+        with observed_run(settings, summary, "ingest-source"):
+            with summary.stage("ingest"):
+                # the same task, retries, tag and audit rows as the full run
+                summary.ingests = ingest_sources([source], settings, run_id=run_id())
+            with summary.stage("raw contracts"):
+                gate(summary, "raw", settings, [source])
     except Exception as exc:
         _publish(source, summary)
         raise EltRunFailed(summary) from exc

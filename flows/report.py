@@ -39,6 +39,10 @@ class RunSummary:
     build_plan: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
     error: str | None = None
+    # warnings of the run's own observers (lineage that could not be sent, anomalies)
+    observed: list[str] = field(default_factory=list)
+    # this run's table-level lineage, a Mermaid flowchart (flows/lineage)
+    lineage: str = ""
 
     @property
     def ok(self) -> bool:
@@ -74,7 +78,7 @@ class RunSummary:
             for check in contract.checks
             if check.outcome is Outcome.WARN
         ]
-        return sources + checks
+        return sources + checks + self.observed
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -139,6 +143,8 @@ class RunSummary:
         for contract in self.contracts:
             verdict = "passed" if contract.passed else f"FAILED: {contract.failure_message()}"
             lines.append(f"| {contract.dataset} | {verdict} | {len(contract.checks)} |")
+        if self.lineage:
+            lines += ["", "## Lineage", "", "```mermaid", self.lineage, "```"]
         return "\n".join(lines) + "\n"
 
     def print(self, console: Console | None = None) -> None:

@@ -34,6 +34,11 @@ class IngestResult:
     schema_changes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # CDC: replication slot → WAL bytes it retained after the load
+    slot_lag_bytes: dict[str, int] = field(default_factory=dict)
+    # lineage: each table's columns (dlt's types) and the bytes of the files loaded into it
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    loaded_bytes: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:

@@ -74,6 +74,13 @@ def summarize_run_results(run_results: Mapping[str, Any]) -> DbtBuildSummary:
     )
 
 
+def last_run_results(project_dir: Path = TRANSFORM_DIR) -> dict[str, Any]:
+    """The last build's ``run_results.json`` as dbt wrote it (each node's compiled SQL
+    included: the lineage reads it); empty when there is none."""
+    path = project_dir / _target_folder(None) / "run_results.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def load_run_results(path: Path) -> DbtBuildSummary:
     """Read a run_results.json file and summarise it."""
     return summarize_run_results(json.loads(path.read_text(encoding="utf-8")))

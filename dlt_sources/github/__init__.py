@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from dlt.sources import DltResource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
+from dlt_sources.common.lineage import Origin, api_namespace
 from dlt_sources.common.rejects import MAX_STRING_BYTES, Quarantine
 from dlt_sources.common.schema_policy import check_policy
 from dlt_sources.spec import FreshnessSla, SourceSpec
@@ -227,6 +228,12 @@ def _stop_before(field: str, start: Any) -> Any:
     return lambda page: older_than(page, field, start)
 
 
+def lineage_origin() -> Origin:
+    """Each table's endpoint (``/repos/{repo}/issues`` …) under the configured base URL."""
+    base_url = dlt.config.get("sources.github.base_url") or settings.DEFAULT_BASE_URL
+    return Origin(api_namespace(base_url), {table: path for table, (path, _, _) in _ENDPOINTS.items()})
+
+
 SPEC = SourceSpec(
     name="github",
     factory=github_source,
@@ -234,4 +241,5 @@ SPEC = SourceSpec(
     schedule="35 */6 * * *",
     origin="GitHub's REST API (issues, pull requests, comments and releases of the configured repositories)",
     freshness=FreshnessSla(default=timedelta(days=1)),
+    lineage=lineage_origin,
 )

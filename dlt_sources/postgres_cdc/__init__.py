@@ -340,6 +340,7 @@ class CdcReport:
 
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    slot_lag_bytes: dict[str, int] = field(default_factory=dict)
 
 
 def after_load(pipeline: dlt.Pipeline, source: str, settings: CdcSettings | None = None) -> CdcReport:
@@ -367,6 +368,7 @@ def after_load(pipeline: dlt.Pipeline, source: str, settings: CdcSettings | None
     with catalog.connection(settings.dsn, source) as conn:
         slot = catalog.slot_info(conn, settings.slot_name)
     if slot is not None:
+        report.slot_lag_bytes[settings.slot_name] = slot.retained_bytes
         lag = (
             f"{source}: slot {settings.slot_name} retains {_mb(slot.retained_bytes)} of WAL "
             f"(alert above {_mb(settings.lag_alert_bytes)}; acknowledged at the start of the next run)"

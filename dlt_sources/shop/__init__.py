@@ -15,6 +15,7 @@ from datetime import timedelta
 import dlt
 from dlt.extract.resource import DltResource
 
+from dlt_sources.common.lineage import Origin, database_namespace
 from dlt_sources.postgres_cdc import CdcReport, after_load, replication_resource, resolve_settings
 from dlt_sources.shop.settings import TABLES
 from dlt_sources.spec import FreshnessSla, SourceSpec
@@ -33,6 +34,12 @@ def shop_after_load(pipeline: dlt.Pipeline) -> CdcReport:
     return after_load(pipeline, SOURCE)
 
 
+def shop_origin() -> Origin:
+    """The replicated tables in the shop's database."""
+    settings = resolve_settings(SOURCE)
+    return Origin(database_namespace(settings.dsn), {table: f"{settings.schema}.{table}" for table in TABLES})
+
+
 SPEC = SourceSpec(
     name=SOURCE,
     factory=shop_source,
@@ -42,4 +49,5 @@ SPEC = SourceSpec(
     schedule="5 * * * *",
     origin="the shop's PostgreSQL database, replicated through logical decoding (CDC)",
     freshness=FreshnessSla(default=timedelta(hours=2), tables={"orders": timedelta(hours=1)}),
+    lineage=shop_origin,
 )

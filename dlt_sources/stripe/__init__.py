@@ -21,6 +21,7 @@ import pyarrow as pa
 from dlt.sources import DltResource
 
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
+from dlt_sources.common.lineage import Origin, api_namespace
 from dlt_sources.common.rejects import MAX_STRING_BYTES, Quarantine
 from dlt_sources.errors import SourceError
 from dlt_sources.spec import FreshnessSla, SourceSpec
@@ -220,6 +221,12 @@ def stripe_source(
     return resources
 
 
+def lineage_origin() -> Origin:
+    """Each table's list endpoint (``/v1/charges`` …) under the configured base URL."""
+    base_url = dlt.config.get("sources.stripe.base_url") or settings.DEFAULT_BASE_URL
+    return Origin(api_namespace(base_url), {table: f"/v1/{table}" for table in settings.TABLES})
+
+
 SPEC = SourceSpec(
     name="stripe",
     factory=stripe_source,
@@ -227,4 +234,5 @@ SPEC = SourceSpec(
     schedule="20 * * * *",
     origin="Stripe's REST API (/v1/charges, customers, invoices, refunds; kept current through /v1/events)",
     freshness=FreshnessSla(default=timedelta(hours=6)),
+    lineage=lineage_origin,
 )

@@ -10,6 +10,7 @@ for them, and for the customers' raw emails.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import shutil
@@ -62,9 +63,10 @@ from tests.support.demo_tables import (
     expected_change_rows,
     rows_loaded,
 )
+from tests.support.openlineage import round_trips
 from tests.support.postgres import password_dsn, require_password
 from tests.support.pull_requests import models_built, models_selected
-from tests.support.receivers import Received, webhook_receiver
+from tests.support.receivers import Received, Request, http_recorder, webhook_receiver
 from tests.support.row_hashes import row_hash
 from tests.support.secrets_scan import (
     EMAIL_SQL,
@@ -88,6 +90,7 @@ PII_SALT = "pii-salt-5ecret-0b6e4d2a"
 WEBHOOK_TOKEN = "e2e-hook-token-5ecret-91c2"
 WRONG_STRIPE_KEY = "sk_test_revoked_e2e_5ecret_0044"
 WRONG_SHOP_PASSWORD = "wrong-shop-pw-5ecret-d81e"
+LINEAGE_KEY = "lineage-api-key-5ecret-3e7d"
 SECRETS = [
     DEMO_STRIPE_KEY,
     DEMO_GITHUB_TOKEN,
@@ -97,6 +100,7 @@ SECRETS = [
     WEBHOOK_TOKEN,
     WRONG_STRIPE_KEY,
     WRONG_SHOP_PASSWORD,
+    LINEAGE_KEY,
 ]
 
 
@@ -133,8 +137,32 @@ def shop_dsn(postgres: PostgresServer, password: str) -> str:
     return password_dsn(postgres, shop_db.DATABASE, shop_db.REPLICATION_ROLE, password)
 
 
+@dataclass(frozen=True)
+class LineageSink:
+    """Where the runs' lineage goes: the event file and an OpenLineage endpoint on 127.0.0.1."""
+
+    file: Path
+    requests: list[Request]
+
+
 @pytest.fixture(scope="module")
-def sources(module_dir: Path, started: datetime, alerts: AlertChannel) -> Iterator[DemoSources]:
+def lineage_sink(module_dir: Path) -> Iterator[LineageSink]:
+    with http_recorder() as (url, requests):
+        sink = LineageSink(module_dir / "lineage" / "events.jsonl", requests)
+        settings = {
+            "ELT_LINEAGE_TRANSPORT": "file,http",
+            "ELT_LINEAGE_FILE": str(sink.file),
+            "ELT_LINEAGE_URL": url,
+            "LINEAGE__API_KEY": LINEAGE_KEY,
+        }
+        with environment(settings):
+            yield sink
+
+
+@pytest.fixture(scope="module")
+def sources(
+    module_dir: Path, started: datetime, alerts: AlertChannel, lineage_sink: LineageSink
+) -> Iterator[DemoSources]:
     workdir = module_dir
     Variable.set(INCIDENTS_VARIABLE, {}, overwrite=True)  # incidents opened by other modules' runs
     with demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as demo:
@@ -160,11 +188,31 @@ def query(path: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+@dataclass(frozen=True)
+class RunLineage:
+    """The lineage one run sent: the event file's new lines and the endpoint's requests."""
+
+    events: list[dict]
+    requests: list[Request]
+
+
 @pytest.fixture(scope="module")
-def first_run(sources: DemoSources, evidence: list[Text]) -> dict[str, int]:
+def first_lineage() -> dict[str, RunLineage]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def first_run(
+    sources: DemoSources,
+    evidence: list[Text],
+    lineage_sink: LineageSink,
+    first_lineage: dict[str, RunLineage],
+) -> dict[str, int]:
     summary = elt()
     evidence.append(("first run's summary", repr(summary)))
     assert summary.ok, summary.error
+    lines = lineage_sink.file.read_text().splitlines()
+    first_lineage["run"] = RunLineage([json.loads(line) for line in lines], list(lineage_sink.requests))
     return counts(load_settings().duckdb_path)
 
 
@@ -178,6 +226,93 @@ def test_first_run_loads_raw_and_builds_marts(first_run: dict[str, int]) -> None
         "select count(*) from analytics_marts.fct_orders where payment_status = 'paid'",
     )[0][0]
     assert paid > N_ORDERS / 2
+
+
+def test_every_lineage_event_round_trips_through_the_openlineage_classes(
+    first_run: dict[str, int], first_lineage: dict[str, RunLineage]
+) -> None:
+    events = first_lineage["run"].events
+    # THEN every event parses into the client's generated classes and serialises back unchanged
+    assert events and all(round_trips(event) for event in events)
+    # AND every facet carries its spec's schema URL
+    assert all(url.startswith("https://openlineage.io/spec/") for url in schema_urls(events))
+    # AND one flow run of `elt` is the parent of every event
+    parents = {event["run"]["facets"]["parent"]["run"]["runId"] for event in events}
+    assert len(parents) == 1
+    assert asyncio.run(flow_name_of(parents.pop())) == "elt"
+    # AND the run's jobs are all there: loads with statistics, dbt nodes with column lineage,
+    # contracts with their assertions, publishing
+    completed = {event["job"]["name"]: event for event in events if event["eventType"] == "COMPLETE"}
+    charges = completed["dlt.stripe.charges"]["outputs"][0]
+    assert charges["outputFacets"]["outputStatistics"]["rowCount"] > 0
+    assert charges["outputFacets"]["outputStatistics"]["size"] > 0
+    assert {"schema", "columnLineage"} <= charges["facets"].keys()
+    payments = completed["dbt.model.elt.fct_payments"]["outputs"][0]
+    amount = payments["facets"]["columnLineage"]["fields"]["amount"]["inputFields"]
+    assert {field["name"].split(".", 1)[1] for field in amount} == {
+        "analytics_staging.stg_stripe__charges",
+        "analytics_staging.stg_stripe__refunds",
+    }
+    contract = completed["soda.analytics_marts_audit.fct_payments"]["inputs"][0]
+    assert contract["inputFacets"]["dataQualityAssertions"]["assertions"]
+    published = completed["publish.fct_payments"]
+    assert published["outputs"][0]["name"].endswith("analytics_marts.fct_payments")
+    assert published["inputs"][0]["name"].endswith("analytics_marts_audit.fct_payments")
+
+
+def schema_urls(value: object) -> list[str]:
+    """Every ``_schemaURL`` in an event, however deep."""
+    if isinstance(value, dict):
+        own = [value["_schemaURL"]] if "_schemaURL" in value else []
+        return own + [url for item in value.values() for url in schema_urls(item)]
+    if isinstance(value, list):
+        return [url for item in value for url in schema_urls(item)]
+    return []
+
+
+async def flow_name_of(flow_run_id: str) -> str:
+    async with get_client() as client:
+        run = await client.read_flow_run(flow_run_id)
+        return (await client.read_flow(run.flow_id)).name
+
+
+def test_the_openlineage_endpoint_gets_the_same_events_with_the_api_key_and_no_other_secret(
+    first_run: dict[str, int], first_lineage: dict[str, RunLineage]
+) -> None:
+    lineage = first_lineage["run"]
+    # THEN the endpoint on 127.0.0.1 got exactly the events the file holds
+    assert sorted(json.dumps(json.loads(r.body), sort_keys=True) for r in lineage.requests) == sorted(
+        json.dumps(event, sort_keys=True) for event in lineage.events
+    )
+    # AND each request carried the API key, and nothing else secret
+    assert {r.headers.get("Authorization") for r in lineage.requests} == {f"Bearer {LINEAGE_KEY}"}
+    texts = [
+        (
+            f"lineage request {n}",
+            r.path + json.dumps({k: v for k, v in r.headers.items() if k != "Authorization"}),
+        )
+        for n, r in enumerate(lineage.requests)
+    ]
+    texts += [(f"lineage request {n} body", r.body.decode()) for n, r in enumerate(lineage.requests)]
+    assert leaks(texts, SECRETS) == []
+
+
+def test_elt_lineage_follows_a_mart_column_to_the_stripe_charges_field(
+    sources: DemoSources, first_run: dict[str, int]
+) -> None:
+    result = CliRunner().invoke(app, ["lineage", "analytics_marts.fct_payments.amount", "--upstream"])
+    assert result.exit_code == 0, result.output
+    lines = [line.strip("│└├─← ") for line in result.output.splitlines()]
+    # THEN the tree goes from the published column through the audited mart and staging to
+    # the raw table and the Stripe endpoint's field
+    assert lines[0] == "analytics_marts.fct_payments.amount"
+    for expected in (
+        "analytics_marts_audit.fct_payments.amount  identity",
+        "analytics_staging.stg_stripe__charges.amount  identity",
+        "raw_stripe.charges.amount  transformation",
+        f"{sources.stripe_url}/v1/charges field amount  identity",
+    ):
+        assert expected in lines, result.output
 
 
 def test_status_shows_loads_contracts_and_slot_lag(first_run: dict[str, int]) -> None:
@@ -676,13 +811,14 @@ def test_no_secret_in_any_log_artifact_alert_exception_file_or_table(
     alerts: AlertChannel,
     evidence: list[Text],
     started: datetime,
+    lineage_sink: LineageSink,
 ) -> None:
     # GIVEN the runs above, with known secret values, failing ones among them
     settings = load_settings()
     texts = list(evidence)
     texts += [(f"alert to {place}", subject + text) for place, subject, text in alerts.messages]
     texts += prefect_texts(flow_run_ids_since(started))
-    texts += file_texts(settings.pipelines_dir, *dbt_folders())
+    texts += file_texts(settings.pipelines_dir, *dbt_folders(), lineage_sink.file.parent)
     warehouse = warehouse_texts(settings.duckdb_path)
     texts += [(where, text) for where, text in warehouse if where != "restricted.pii_salt"]
     # THEN the scan can see a secret where one belongs: the salt in its restricted table

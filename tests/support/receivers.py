@@ -75,3 +75,30 @@ def smtp_receiver() -> Iterator[tuple[int, Received]]:
         yield port, received
     finally:
         controller.stop()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as it arrived: path, headers and raw body."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Record(QuietHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.requests.append(Request(self.path, dict(self.headers.items()), body))  # type: ignore[attr-defined]
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@contextmanager
+def http_recorder() -> Iterator[tuple[str, list[Request]]]:
+    """An HTTP endpoint on 127.0.0.1 (an OpenLineage backend's stand-in) keeping every POST whole."""
+    requests: list[Request] = []
+    server = LoopbackServer(_Record, requests=requests)
+    with serving(server):
+        yield server.base_url, requests
