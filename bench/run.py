@@ -201,10 +201,10 @@ def bench_rest(tmp: Path, records: int, repeats: int) -> Figures:
 
 # --------------------------------------------------------------------------- main
 def _format(name: str, value: float) -> str:
-    """Rates as whole numbers, ratios to 3 decimals, durations to centiseconds."""
+    """Per-second rates whole, ratios, recalls and false-positive rates to 3 decimals, durations to 0.01 s."""
     if name.endswith("_per_s"):
         return f"{value:.0f}"
-    if name.endswith("_ratio"):
+    if name.endswith(("_ratio", "_recall", "_rate")):
         return f"{value:.3f}"
     if name.endswith("_mb"):
         return f"{value:.0f}"
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["cdc", "stripe", "rest", "sql"],
+        choices=["cdc", "stripe", "rest", "sql", "anomalies"],
         help="run only this benchmark (repeatable); default: all",
     )
     parser.add_argument(
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cdc-snapshot-rows", type=int, default=1_000_000, help="rows in the CDC table's snapshot"
     )
     args = parser.parse_args(argv)
-    only = set(args.only or ["cdc", "stripe", "rest", "sql"])
+    only = set(args.only or ["cdc", "stripe", "rest", "sql", "anomalies"])
 
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="elt-bench-"))
@@ -280,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.sql import bench_sql
 
             figures |= bench_sql(tmp, args.sql_rows)
+        if "anomalies" in only:
+            from bench.anomalies import bench_anomalies
+
+            figures |= bench_anomalies()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -111,6 +111,11 @@ def resolve_incident(key: str, resolution: str) -> bool:
     return True
 
 
+def open_incident_keys() -> set[str]:
+    """The keys of the incidents announced and not yet resolved."""
+    return set(_open_incidents())
+
+
 def alert_failed_run(flow: Any, flow_run: Any, state: Any) -> None:
     """Prefect ``on_failure`` / ``on_crashed`` hook: runs once the run's retries are used up.
 

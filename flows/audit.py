@@ -33,6 +33,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt_sources.common.packages import forget_state_unknown_to_warehouse
 from flows.config import Settings
 from flows.pipelines import warehouse_pipeline
+from flows.redact import first_line
 from flows.report import RunSummary
 from flows.results import ContractResult
 
@@ -244,9 +245,17 @@ def record_contracts(settings: Settings, results: list[ContractResult], run_id: 
         logger.warning("could not record %d contract verdicts in %s: %s", len(verdicts), DATASET, exc)
 
 
-def record_run(settings: Settings, summary: RunSummary, run_id: str, flow_name: str) -> None:
-    """A run's stage timings and CDC slot lag, for the metrics and the stage-duration anomalies;
-    never raises, so it can't hide the failure being reported."""
+def record_run(
+    settings: Settings,
+    summary: RunSummary,
+    run_id: str,
+    flow_name: str,
+    observations: Mapping[str, Sequence[Any]],
+) -> None:
+    """A run's stage timings and CDC slot lag (the metrics, the stage-duration anomalies) and
+    its other ``observations`` (profiles, anomaly verdicts, new column lineage), in one write:
+    the first run creates every table in one dlt load, later ones append cheaply. Never
+    raises, so it can't hide the failure being reported."""
     finished = now()
     stages = [
         StageRecord(run_id, flow_name, stage.name, stage.seconds, stage.status, finished)
@@ -258,9 +267,9 @@ def record_run(settings: Settings, summary: RunSummary, run_id: str, flow_name: 
         for slot, lag in result.slot_lag_bytes.items()
     ]
     try:
-        record_tables(settings, {"stages": stages, "cdc_slots": slots})
+        record_tables(settings, {"stages": stages, "cdc_slots": slots, **observations})
     except Exception as exc:
-        logger.warning("could not record the run's stages in %s: %s", DATASET, exc)
+        logger.warning("could not record the run's observations in %s: %s", DATASET, first_line(exc))
 
 
 def last_successful_loads(settings: Settings) -> dict[str, datetime]:

@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from dlt_sources.errors import SourceError
-from flows import analytics_commands
+from flows import analytics_commands, observability_commands
 from flows.config import ConfigError, apply_runtime_environment, data_dir, load_settings
 from flows.terminal import WarehouseOption, console, run_logs_in_file
 from flows.terminal import fail as _fail
@@ -244,6 +244,9 @@ def dbt(ctx: typer.Context, warehouse: WarehouseOption = None) -> None:
 
 app.command()(analytics_commands.dev)
 app.command()(analytics_commands.docs)
+app.command()(observability_commands.lineage)
+app.add_typer(observability_commands.metrics, name="metrics")
+app.add_typer(observability_commands.anomalies, name="anomalies")
 app.add_typer(analytics_commands.ci, name="ci")
 
 

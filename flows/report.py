@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,6 +20,9 @@ from rich.table import Table
 from flows import progress
 from flows.redact import first_line
 from flows.results import ContractResult, DbtBuildSummary, IngestResult, Outcome
+
+if TYPE_CHECKING:
+    from flows.audit import AnomalyRecord
 
 
 @dataclass
@@ -43,6 +47,8 @@ class RunSummary:
     observed: list[str] = field(default_factory=list)
     # this run's table-level lineage, a Mermaid flowchart (flows/lineage)
     lineage: str = ""
+    # the series this run's points took out of their bands (flows/anomalies.py)
+    anomalies: list[AnomalyRecord] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -143,6 +149,14 @@ class RunSummary:
         for contract in self.contracts:
             verdict = "passed" if contract.passed else f"FAILED: {contract.failure_message()}"
             lines.append(f"| {contract.dataset} | {verdict} | {len(contract.checks)} |")
+        if self.anomalies:
+            lines += ["", "## Anomalies", "", "| series | value | expected | band | score | level |"]
+            lines += ["|---|---:|---:|---|---:|---|"]
+            lines += [
+                f"| {a.dataset}.{a.table_name} {a.metric} | {a.value:,.4g} | {a.expected or 0:,.4g} "
+                f"| {a.lower or 0:,.4g} .. {a.upper or 0:,.4g} | {a.score or 0:+.1f} | {a.level} |"
+                for a in self.anomalies
+            ]
         if self.lineage:
             lines += ["", "## Lineage", "", "```mermaid", self.lineage, "```"]
         return "\n".join(lines) + "\n"

@@ -6,7 +6,8 @@ the events are built and sent on a background thread (``emitter.py``), so lineag
 the run's stages almost nothing. The warehouse is read and written only from the run's own
 thread (a second DuckDB connection with another configuration is refused): the stored
 lineage once at the start, the columns of what dbt built and published right after, the
-new lineage once at the end. Column lineage of a dbt node comes from its compiled SQL
+new lineage in the run's one write of its observations at the end. Column lineage of a
+dbt node comes from its compiled SQL
 (``columns.py``), worked out once per compiled-SQL hash and kept in the warehouse
 (``store.py``), which ``elt lineage`` walks. Jobs: ``dlt.<source>.<table>``,
 ``dbt.<unique id>``, ``soda.<schema>.<table>``, ``publish.<mart>``, each with the Prefect
@@ -31,6 +32,7 @@ from flows.audit import query_warehouse
 from flows.config import Settings
 from flows.lineage import store
 from flows.lineage.columns import ColumnSource, Kind, LineageUnavailable, column_lineage
+from flows.lineage.dbt_results import built_nodes, parents_of, relations_of, timing_of
 from flows.lineage.emitter import Emitter, lineage_settings, make_transports
 from flows.lineage.events import (
     FieldSource,
@@ -46,8 +48,6 @@ from flows.redact import first_line
 from flows.results import ContractResult, IngestResult
 
 _CURRENT: ContextVar[RunLineage | None] = ContextVar("elt_run_lineage", default=None)
-# dbt resource types that write a table (tests and unit tests write nothing)
-_WRITING = frozenset({"model", "snapshot", "seed"})
 
 
 def current() -> RunLineage | None:
@@ -95,12 +95,12 @@ class RunLineage:
 
     def dbt_build(self, run_results: Mapping[str, Any], manifest: Mapping[str, Any]) -> None:
         """dbt's run results (with each node's compiled SQL) and the manifest they were built from."""
-        built = _built(run_results, manifest)
+        built = built_nodes(run_results, manifest)
         if not built:
             return
-        relations = _relations(manifest)
+        relations = relations_of(manifest)
         schemas = {relations[r["unique_id"]][0] for r in built}
-        schemas |= {relations[p][0] for r in built for p in _parents(r, manifest, relations)}
+        schemas |= {relations[p][0] for r in built for p in parents_of(r, manifest, relations)}
         catalog = self._catalog(schemas)
         self.emitter.submit(lambda: self._dbt(built, manifest, relations, catalog))
 
@@ -111,18 +111,13 @@ class RunLineage:
             lambda: self._publish(list(marts), audit_schema, schema, catalog, started, finished)
         )
 
-    def close(self) -> None:
-        """Wait for the events to be sent (bounded) and store the column lineage that changed;
-        once, later calls change nothing."""
-        if self._closed:
-            return
-        self._closed = True
-        self.failures = self.emitter.close()
-        if self._new:
-            try:
-                store.store(self.settings, self._new, _now())
-            except Exception as exc:  # the run's own outcome stands; the next run computes it again
-                self.failures.append(f"lineage: could not store the column lineage: {first_line(exc)}")
+    def close(self) -> list[store.LineageRow]:
+        """Wait for the events to be sent (bounded); the column lineage that changed, as rows
+        of ``elt_audit.column_lineage`` for the run's one audit write (flows/observe.py)."""
+        if not self._closed:
+            self._closed = True
+            self.failures = self.emitter.close()
+        return store.rows(self._new, _now())
 
     # ----------------------------------------------------------------- the report's diagram
     def mermaid(self) -> str:
@@ -226,7 +221,7 @@ class RunLineage:
             uid = result["unique_id"]
             node = nodes[uid]
             schema, name = relations[uid]
-            parents = _parents(result, manifest, relations)
+            parents = parents_of(result, manifest, relations)
             inputs = [
                 self._table(*relations[p], _columns(catalog, self.database, *relations[p])) for p in parents
             ]
@@ -243,7 +238,7 @@ class RunLineage:
                     job,
                     lambda uid=uid, sql=sql: self._column_lineage(uid, sql, catalog, dialect),
                 )
-            started, finished = _timing(result)
+            started, finished = timing_of(result)
             run = JobRun(
                 job, node["resource_type"].upper(), "DBT", started, finished,
                 [input_dataset(table) for table in inputs],
@@ -340,46 +335,8 @@ def _origin(source: str) -> Origin:
     return Origin(f"dlt://{source}", {})
 
 
-def _built(run_results: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The run results of the nodes that write a table (not tests)."""
-    nodes = manifest.get("nodes", {})
-    return [
-        result
-        for result in run_results.get("results") or []
-        if nodes.get(result["unique_id"], {}).get("resource_type") in _WRITING
-    ]
-
-
-def _relations(manifest: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-    """Every node's and source's (schema, table)."""
-    nodes, sources = manifest.get("nodes", {}), manifest.get("sources", {})
-    relations = {uid: (n["schema"], n.get("alias") or n["name"]) for uid, n in nodes.items()}
-    return relations | {uid: (s["schema"], s.get("identifier") or s["name"]) for uid, s in sources.items()}
-
-
-def _parents(
-    result: Mapping[str, Any], manifest: Mapping[str, Any], relations: Mapping[str, Any]
-) -> list[str]:
-    node = manifest["nodes"][result["unique_id"]]
-    return [parent for parent in node.get("depends_on", {}).get("nodes", []) if parent in relations]
-
-
 def _columns(catalog: Mapping[str, Any], database: str, schema: str, table: str) -> dict[str, str]:
     return dict(catalog.get(database, {}).get(schema, {}).get(table, {}))
-
-
-def _timing(result: Mapping[str, Any]) -> tuple[datetime, datetime]:
-    phases = {t.get("name"): t for t in result.get("timing") or []}
-    phase = phases.get("execute") or phases.get("compile") or {}
-    now = _now()
-    return _parse(phase.get("started_at")) or now, _parse(phase.get("completed_at")) or now
-
-
-def _parse(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _digest(*parts: Any) -> str:

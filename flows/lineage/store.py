@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from flows.audit import DATASET, query_audit, record_tables
+from flows.audit import query_audit
 from flows.config import Settings
 from flows.lineage.events import FieldSource
 
@@ -69,19 +69,16 @@ def latest(settings: Settings) -> dict[Key, DatasetLineage]:
     return {key: DatasetLineage(hashes[key], columns[key]) for key in hashes}
 
 
-def store(
-    settings: Settings,
-    lineage: Mapping[Key, tuple[str, str, Mapping[str, Sequence[FieldSource]]]],
-    at: datetime,
-) -> None:
-    """Append new lineage: (namespace, dataset) → (job, source hash, column → inputs)."""
-    rows = [
+def rows(
+    lineage: Mapping[Key, tuple[str, str, Mapping[str, Sequence[FieldSource]]]], at: datetime
+) -> list[LineageRow]:
+    """The rows to append for new lineage: (namespace, dataset) → (job, source hash, column → inputs)."""
+    return [
         LineageRow(namespace, dataset, column, *_input(source), job, source_hash, at)
         for (namespace, dataset), (job, source_hash, columns) in lineage.items()
         for column, sources in columns.items()
         for source in (sources or [None])
     ]
-    record_tables(settings, {TABLE: rows}, DATASET)
 
 
 def _input(source: FieldSource | None) -> tuple[str | None, str | None, str | None, str | None, bool]:

@@ -69,6 +69,9 @@ class Warehouse(ABC):
     takes_concurrent_writers: ClassVar[bool] = True
     # smoke-cloud runs the demo on each cloud warehouse whose credentials are set
     in_the_cloud: ClassVar[bool] = True
+    # the SQL names of a float and a text type (profiles cast to them, flows/profiles.py)
+    float_type: ClassVar[str] = "double"
+    text_type: ClassVar[str] = "varchar"
 
     def __repr__(self) -> str:
         return f"<warehouse {self.name}>"
@@ -120,6 +123,10 @@ class Warehouse(ABC):
         is missing, the warehouse is busy, or this warehouse has no cheaper way than dlt's.
         The audit trail's small writes (flows/audit.py) come here first."""
         return False
+
+    def sample_sql(self, table: str, rows: int, total: int) -> str:
+        """Profiles: a subquery reading about ``rows`` random rows of ``table`` (``total`` rows)."""
+        return f"(select * from {table} sample ({rows} rows))"
 
     def information_schema(self, settings: Settings, schema: str) -> str:
         """Where the standard ``information_schema`` views describing ``schema`` are (data diffs)."""

@@ -73,6 +73,8 @@ class BigQuery(Warehouse):
         unchecked_column_keys=("numeric_precision", "numeric_scale"),
     )
     publish_strategy: ClassVar[PublishStrategy] = PublishStrategy.TABLE_COPY
+    float_type: ClassVar[str] = "float64"
+    text_type: ClassVar[str] = "string"
 
     def resolve_credentials(self) -> BigQueryCredentials:
         return _resolve_credentials()
@@ -119,6 +121,11 @@ class BigQuery(Warehouse):
     def information_schema(self, settings: Settings, schema: str) -> str:
         """BigQuery keeps one per dataset."""
         return f"{_dataset(settings, schema)}.INFORMATION_SCHEMA"
+
+    def sample_sql(self, table: str, rows: int, total: int) -> str:
+        """BigQuery samples storage blocks by percent; a little over the share asked for."""
+        percent = min(100.0, 100.0 * rows / max(total, 1) * 1.2)
+        return f"(select * from {table} tablesample system ({percent:.4f} percent))"
 
     def drop_schema_sql(self, settings: Settings, schema: str) -> str:
         return f"drop schema if exists {_dataset(settings, schema)} cascade"

@@ -86,6 +86,10 @@ class DuckDB(Warehouse):
             return False
         return True
 
+    def sample_sql(self, table: str, rows: int, total: int) -> str:
+        """A reservoir sample with a fixed seed: the same rows each time the table is the same."""
+        return f"(select * from {table} using sample reservoir({rows} rows) repeatable (7))"
+
     def drop_schema_sql(self, settings: Settings, schema: str) -> str:
         return f"drop schema if exists {double_quoted(schema)} cascade"
 

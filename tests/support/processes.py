@@ -1,10 +1,11 @@
-"""Stopping a server or a run the tests started in a process group of its own."""
+"""Starting and stopping a server or a run the tests start in a process group of its own."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+from pathlib import Path
 from typing import Any
 
 
@@ -21,3 +22,14 @@ def stop_process_group(process: subprocess.Popen[Any], grace_s: float, kill_wait
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def start_process_group(
+    command: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``command`` in a process group of its own (so ``stop_process_group`` also stops what
+    it starts), its stdout and stderr in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
