@@ -14,6 +14,12 @@ The REST figures (``rest_*``) load ``--rest-records`` tickets from the local sta
 DuckDB and, on a 100k sample, dlt's ``rest_api`` source with its defaults; each client
 runs in its own process (``bench/rest_worker.py``), which also reports its peak RSS.
 
+The anomaly figures (``anomaly_*``, ``naive_zscore_*``, bench/anomalies.py) run the
+detector and a plain 3-sigma z-score over a generated history with injected anomalies; the
+observation figures (``profile_overhead_ratio``, ``lineage_overhead_ratio``,
+bench/observe.py) run the demo's first full run on ``--orders`` orders and dbt builds of
+it with and without lineage.
+
 Output: one ``name: value`` line per figure on stdout; progress goes to stderr.
 Run from the project root: ``python -m bench.run [--orders N] [--rest-records N] [--cdc-changes N]
 [--only rest]``.
@@ -239,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["cdc", "stripe", "rest", "sql", "anomalies"],
+        choices=["cdc", "stripe", "rest", "sql", "anomalies", "observe"],
         help="run only this benchmark (repeatable); default: all",
     )
     parser.add_argument(
@@ -252,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cdc-snapshot-rows", type=int, default=1_000_000, help="rows in the CDC table's snapshot"
     )
     args = parser.parse_args(argv)
-    only = set(args.only or ["cdc", "stripe", "rest", "sql", "anomalies"])
+    only = set(args.only or ["cdc", "stripe", "rest", "sql", "anomalies", "observe"])
 
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="elt-bench-"))
@@ -284,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.anomalies import bench_anomalies
 
             figures |= bench_anomalies()
+        if "observe" in only:
+            from bench.observe import bench_observe
+
+            figures |= bench_observe(tmp, args.orders, repeats=3, log=log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

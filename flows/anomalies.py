@@ -24,12 +24,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
-from typing import Any
 
 import dlt
 
 from flows.anomaly_detector import DetectorSettings, Observation, Verdict, scan
-from flows.audit import AnomalyAck, AnomalyRecord, ProfileRecord, now, query_audit, record, utc
+from flows.audit import (
+    AnomalyAck,
+    AnomalyRecord,
+    AuditRead,
+    ProfileRecord,
+    audit_reader,
+    now,
+    query_audit,
+    record,
+    utc,
+)
+from flows.config import Settings
 
 DEFAULT_METRICS = ("null_fraction", "distinct_count", "mean")
 STAGES = "elt_stages"  # the dataset name stage-duration series go under
@@ -97,15 +107,16 @@ class RunPoints:
 
 
 def check(
-    settings: Any, run_id: str, new: RunPoints, profiles: Sequence[ProfileRecord]
+    settings: Settings, run_id: str, new: RunPoints, profiles: Sequence[ProfileRecord]
 ) -> list[AnomalyRecord]:
     """Judge this run's new points (``profiles``: this run's, not yet written): the verdicts
     for ``elt_audit.anomalies``, flagged ones first."""
-    acks = acknowledgements(settings)
     since = now() - HISTORY
-    series = _load_series(settings, new.loaded, since)
-    series += _profile_series(settings, new.profiled, since, profiles)
-    series += _stage_series(settings, new.flow_name, new.stages, since)
+    with audit_reader(settings) as read:
+        acks = _acknowledgements(read)
+        series = _load_series(read, new.loaded, since)
+        series += _profile_series(read, new.profiled, since, profiles)
+        series += _stage_series(read, new.flow_name, new.stages, since)
     checked_at = now()
     records = []
     for one in series:
@@ -133,22 +144,24 @@ def check(
     return sorted(records, key=lambda r: (order.get(r.level, 2), r.dataset, r.table_name, r.metric))
 
 
-def acknowledge(settings: Any, dataset: str, table: str, metric: str, note: str | None = None) -> AnomalyAck:
+def acknowledge(
+    settings: Settings, dataset: str, table: str, metric: str, note: str | None = None
+) -> AnomalyAck:
     """``elt anomalies ack``: accept a series' new level from now on (recorded in the audit)."""
     ack = AnomalyAck(dataset, table, metric, now(), getpass.getuser(), note)
     record(settings, "anomaly_acks", [ack])
     return ack
 
 
-def acknowledgements(settings: Any) -> dict[tuple[str, str, str], list[datetime]]:
-    rows = query_audit(settings, "anomaly_acks", "select dataset, table_name, metric, acked_at from {table}")
+def _acknowledgements(read: AuditRead) -> dict[tuple[str, str, str], list[datetime]]:
+    rows = read("anomaly_acks", "select dataset, table_name, metric, acked_at from {table}")
     acks: dict[tuple[str, str, str], list[datetime]] = defaultdict(list)
     for dataset, table, metric, acked_at in rows:
         acks[(dataset, table, metric)].append(utc(acked_at))
     return acks
 
 
-def latest_verdicts(settings: Any) -> list[AnomalyRecord]:
+def latest_verdicts(settings: Settings) -> list[AnomalyRecord]:
     """Each series' latest verdict (``elt anomalies list``, the metrics)."""
     rows = query_audit(
         settings,
@@ -171,11 +184,10 @@ def describe(record: AnomalyRecord) -> str:
     )
 
 
-def _load_series(settings: Any, tables: frozenset[tuple[str, str]], since: datetime) -> list[Series]:
+def _load_series(read: AuditRead, tables: frozenset[tuple[str, str]], since: datetime) -> list[Series]:
     if not tables:
         return []
-    rows = query_audit(
-        settings,
+    rows = read(
         "loads",
         "select dataset, table_name, sum(rows), max(finished_at) from {table}"
         f" where outcome = 'loaded' and table_name is not null and finished_at >= '{since.isoformat()}'"
@@ -198,15 +210,14 @@ def _load_series(settings: Any, tables: frozenset[tuple[str, str]], since: datet
 
 
 def _profile_series(
-    settings: Any, tables: frozenset[tuple[str, str]], since: datetime, fresh: Sequence[ProfileRecord]
+    read: AuditRead, tables: frozenset[tuple[str, str]], since: datetime, fresh: Sequence[ProfileRecord]
 ) -> list[Series]:
     if not tables:
         return []
     wanted = {table: judged_metrics(*table) for table in tables}
     metrics = sorted({metric for judged in wanted.values() for metric in judged})
     listed = ", ".join(f"'{metric}'" for metric in metrics)
-    rows = query_audit(
-        settings,
+    rows = read(
         "profiles",
         "select dataset, table_name, column_name, metric, value, profiled_at from {table}"
         f" where value is not null and column_name is not null and metric in ({listed})"
@@ -224,11 +235,10 @@ def _profile_series(
     return [Series(dataset, table, metric, observed) for (dataset, table, metric), observed in points.items()]
 
 
-def _stage_series(settings: Any, flow_name: str, stages: frozenset[str], since: datetime) -> list[Series]:
+def _stage_series(read: AuditRead, flow_name: str, stages: frozenset[str], since: datetime) -> list[Series]:
     if not stages:
         return []
-    rows = query_audit(
-        settings,
+    rows = read(
         "stages",
         "select stage, seconds, finished_at from {table}"
         f" where flow_name = '{flow_name}' and status = 'ok' and finished_at >= '{since.isoformat()}'"

@@ -22,7 +22,8 @@ warehouse with a cheaper way to add a few rows to a table dlt made uses it
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -314,14 +315,28 @@ def query_audit(
 
     ``others`` name more audit tables the SQL reads (``{name}`` placeholders); all must exist.
     """
-    pipeline = _pipeline(settings, dataset)
-    try:
-        with pipeline.sql_client() as client:
+    with audit_reader(settings, dataset) as read:
+        return read(table, sql, **others)
+
+
+AuditRead = Callable[..., list[tuple[Any, ...]]]
+
+
+@contextmanager
+def audit_reader(settings: Settings, dataset: str = DATASET) -> Iterator[AuditRead]:
+    """``query_audit`` for several queries over one warehouse connection (each a DuckDB file
+    open, a cloud login, saved): yields ``read(table, sql, **others)``."""
+    with _pipeline(settings, dataset).sql_client() as client:
+
+        def read(table: str, sql: str, **others: str) -> list[tuple[Any, ...]]:
             names = {"table": table, **others}
             qualified = {key: client.make_qualified_table_name(name) for key, name in names.items()}
-            return [tuple(row) for row in client.execute_sql(sql.format(**qualified)) or []]
-    except DatabaseUndefinedRelation:
-        return []
+            try:
+                return [tuple(row) for row in client.execute_sql(sql.format(**qualified)) or []]
+            except DatabaseUndefinedRelation:
+                return []
+
+        yield read
 
 
 def query_warehouse(settings: Settings, sql: str) -> list[tuple[Any, ...]]:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from dlt_sources.common.lineage import Origin
 from dlt_sources.errors import SourceError
 from dlt_sources.spec import FreshnessSla, SourceSpec, parse_duration
 
@@ -88,11 +89,13 @@ def declared_in(
     load_file: Callable[[Path], Any],
     make_source: Callable[[Any], Any],
     error: type[Exception],
+    lineage_of: Callable[[Any], Origin],
 ) -> dict[str, SourceSpec]:
     """Source name -> registry record for every ``*.yml`` / ``*.yaml`` in ``folder``.
 
     ``load_file`` validates one file (raising ``error`` with the file and field named) and
-    returns its config; ``make_source(config)`` builds the dlt source.
+    returns its config; ``make_source(config)`` builds the dlt source and ``lineage_of(config)``
+    names where its tables come from.
     """
     if not folder.is_dir():
         raise error(f"{folder_setting}={folder} is not a folder")
@@ -109,6 +112,7 @@ def declared_in(
                 schedule=config.schedule,
                 freshness=config.freshness,
                 origin=_header_comment(path) or f"declared in {path.name}",
+                lineage=partial(lineage_of, config),
             )
         except SourceError as exc:
             raise error(f"{path}: {exc}") from None

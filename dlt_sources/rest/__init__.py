@@ -37,6 +37,7 @@ from dlt_sources.common.arrow import quiet_expected_hint_warnings, records_to_ar
 from dlt_sources.common.background import read_ahead
 from dlt_sources.common.declared import declared_in
 from dlt_sources.common.http import ApiClient, SourceSettings
+from dlt_sources.common.lineage import Origin, api_namespace
 from dlt_sources.common.rejects import CastFlags, Quarantine, configured, tolerant_loads
 from dlt_sources.common.schema_policy import enforce
 from dlt_sources.spec import SourceSpec
@@ -73,7 +74,18 @@ def declared_sources(directory: Path | None = None) -> dict[str, SourceSpec]:
 
     Secrets are resolved only when a record's factory is called, so listing sources needs none.
     """
-    return declared_in(directory or sources_dir(), SOURCES_DIR_ENV, load_file, rest_source, RestConfigError)
+    return declared_in(
+        directory or sources_dir(), SOURCES_DIR_ENV, load_file, rest_source, RestConfigError, lineage_origin
+    )
+
+
+def lineage_origin(config: RestSourceConfig) -> Origin:
+    """Each resource's endpoint path under the API's base URL (placeholders resolved, no secret)."""
+    base_url = _resolve(config.client["base_url"], str(config.file))
+    return Origin(
+        api_namespace(base_url),
+        {resource.name: "/" + resource.path.lstrip("/") for resource in config.resources},
+    )
 
 
 def _setting_of(value: Any) -> str | None:

@@ -37,6 +37,7 @@ from dlt.extract.source import DltSource
 from dlt_sources.common.arrow import quiet_expected_hint_warnings
 from dlt_sources.common.background import read_ahead
 from dlt_sources.common.declared import declared_in
+from dlt_sources.common.lineage import Origin, database_namespace
 from dlt_sources.common.rejects import DUPLICATE_KEY, Quarantine, configured
 from dlt_sources.errors import SourceError
 from dlt_sources.rest.config import PLACEHOLDER_RE, resolve_placeholders
@@ -74,8 +75,20 @@ def declared_databases(directory: Path | None = None) -> dict[str, SourceSpec]:
     Credentials are resolved and the database contacted only when a record's factory is called.
     """
     return declared_in(
-        directory or sources_dir(), SOURCES_DIR_ENV, load_file, sql_database_source, SqlConfigError
+        directory or sources_dir(),
+        SOURCES_DIR_ENV,
+        load_file,
+        sql_database_source,
+        SqlConfigError,
+        lineage_origin,
     )
+
+
+def lineage_origin(config: DatabaseConfig) -> Origin:
+    """The database (``postgres://host:port/db``, no credentials) and each ``schema.table`` in it."""
+    url = resolve_placeholders(config.credentials, str(config.file))
+    prefix = f"{config.schema}." if config.schema else ""
+    return Origin(database_namespace(url), {table: prefix + table for table in config.table_names})
 
 
 @dataclass(frozen=True)
