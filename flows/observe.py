@@ -19,7 +19,7 @@ from typing import Any
 from flows.alerts import Incident, open_incident, open_incident_keys, resolve_incident
 from flows.anomalies import AnomaliesFailed, RunPoints, check, describe, fails_the_run
 from flows.audit import AnomalyRecord, record_run
-from flows.config import Settings
+from flows.config import ConfigError, Settings
 from flows.gates import run_id
 from flows.lineage import run_lineage
 from flows.profiles import ProfiledTable, profile_tables
@@ -36,18 +36,26 @@ def observed_run(settings: Settings, summary: RunSummary, flow_name: str) -> Ite
     run = run_id()
     failed: AnomaliesFailed | None = None
     observations: dict[str, list[Any]] = {}
+    settings_wrong = False
     with run_lineage(settings, flow_name, run) as lineage:
         try:
             yield
+        except ConfigError:
+            # a wrong setting (often the warehouse's login): nothing ran to observe, and the
+            # warehouse may not answer; a second wait for it would only delay the alert
+            settings_wrong = True
+            raise
         finally:
             try:
-                with summary.stage("observe"):
-                    observations |= observe(settings, summary, run, flow_name)
+                if not settings_wrong:
+                    with summary.stage("observe"):
+                        observations |= observe(settings, summary, run, flow_name)
             except AnomaliesFailed as exc:
                 failed = exc  # raised below, unless the stages' own failure is on its way
             finally:
                 observations["column_lineage"] = lineage.close()
-                record_run(settings, summary, run, flow_name, observations)
+                if not settings_wrong:
+                    record_run(settings, summary, run, flow_name, observations)
                 summary.lineage = lineage.mermaid()
                 summary.observed += lineage.failures
     if failed is not None:

@@ -43,22 +43,54 @@ class ProfiledTable:
 
 def profile_tables(settings: Settings, tables: Sequence[ProfiledTable], run_id: str) -> list[ProfileRecord]:
     """Profile ``tables``: the records for ``elt_audit.profiles`` (the run writes them with
-    its other observations, flows/observe.py)."""
+    its other observations, flows/observe.py).
+
+    Three rounds of queries, so a cloud warehouse's per-query latency is paid about once per
+    table rather than once per column: every row count in one query, one aggregate query
+    per table, every top-values list in one query.
+    """
     if not tables:
         return []
     sample_rows = int_setting("ELT_PROFILE_SAMPLE_ROWS", 100_000)
     profiled_at = now()
-    records: list[ProfileRecord] = []
     pipeline = warehouse_pipeline(settings, DATASET, DATASET)
     with pipeline.sql_client() as client:
         quote = client.capabilities.escape_identifier
         columns = _columns(client, settings, {table.schema for table in tables})
-        for table in tables:
-            found = columns.get((table.schema.lower(), table.table.lower()))
-            if found:
-                run = _TableProfile(settings, client.execute_sql, quote, table, found, sample_rows)
-                records += run.records(run_id, profiled_at)
-    return records
+        profiles = [
+            _TableProfile(settings, quote, table, found, sample_rows)
+            for table in tables
+            if (found := columns.get((table.schema.lower(), table.table.lower())))
+        ]
+        for batch in _batches(profiles):
+            counts = client.execute_sql(
+                " union all ".join(f"select {i}, count(*) from {p.qualified}" for i, p in enumerate(batch))
+            )
+            for i, total in counts or []:
+                batch[int(i)].total = int(total)
+        for profile in profiles:
+            if profile.total:
+                profile.read_aggregates(client.execute_sql(profile.aggregate_sql())[0])
+        wanted = [(profile, column) for profile in profiles for column in profile.low_cardinality]
+        for batch in _batches(wanted):
+            rows = client.execute_sql(
+                " union all ".join(
+                    profile.top_values_sql(i, column) for i, (profile, column) in enumerate(batch)
+                )
+            )
+            found_values: dict[int, list[list[Any]]] = {}
+            for i, value, n in rows or []:
+                found_values.setdefault(int(i), []).append([value, int(n)])
+            for i, (profile, column) in enumerate(batch):
+                profile.top_values[column] = sorted(
+                    found_values.get(i, []), key=lambda vn: (-vn[1], str(vn[0]))
+                )
+    return [record for profile in profiles for record in profile.records(run_id, profiled_at)]
+
+
+def _batches(items: Sequence[Any], size: int = 50) -> list[Sequence[Any]]:
+    """Queries of at most ``size`` parts: a 1,000-table union would exceed some warehouses' limits."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _columns(
@@ -79,63 +111,73 @@ def _columns(
 
 
 class _TableProfile:
-    """The queries profiling one table and their answers as records."""
+    """One table's profile: the SQL that measures it and the records its answers become."""
 
     def __init__(
         self,
         settings: Settings,
-        execute: Callable[[str], Any],
         quote: Callable[[str], str],
         table: ProfiledTable,
         columns: list[tuple[str, str]],
         sample_rows: int,
     ) -> None:
-        self.settings, self.execute, self.quote = settings, execute, quote
-        self.table, self.columns, self.sample_rows = table, columns, sample_rows
+        self.settings, self.quote, self.table = settings, quote, table
+        self.columns, self.sample_rows = columns, sample_rows
         self.qualified = f"{quote(table.schema)}.{quote(table.table)}"
+        self.total = 0
+        self.measured: list[tuple[str, str, Any]] = []  # (column, metric, value)
+        self.low_cardinality: list[str] = []
+        self.top_values: dict[str, list[list[Any]]] = {}
+        self._names = [
+            (column, metric) for column, kind in columns for metric, _ in self._metrics(column, kind)
+        ]
+
+    @property
+    def source(self) -> str:
+        """The table, or a sample of ``sample_rows`` of it when it is larger."""
+        if self.total > self.sample_rows:
+            return self.settings.warehouse.sample_sql(self.qualified, self.sample_rows, self.total)
+        return self.qualified
+
+    def aggregate_sql(self) -> str:
+        expressions = [
+            expression for column, kind in self.columns for _, expression in self._metrics(column, kind)
+        ]
+        return f"select count(*), {', '.join(expressions)} from {self.source} as t"
+
+    def read_aggregates(self, values: Sequence[Any]) -> None:
+        counted = int(values[0]) or 1
+        for (column, metric), value in zip(self._names, values[1:], strict=True):
+            if metric == "non_null":
+                self.measured.append((column, "null_fraction", 1 - float(value or 0) / counted))
+                continue
+            self.measured.append((column, metric, value))
+            if metric == "distinct_count" and value is not None and 0 < value <= LOW_CARDINALITY:
+                self.low_cardinality.append(column)
+
+    def top_values_sql(self, index: int, column: str) -> str:
+        value = f"cast(t.{self.quote(column)} as {self.settings.warehouse.text_type})"
+        return (
+            f"select * from (select {index} as i, {value} as v, count(*) as n from {self.source} as t"
+            f" group by 2 order by n desc, v limit {TOP_VALUES}) as q{index}"
+        )
 
     def records(self, run_id: str, at: datetime) -> list[ProfileRecord]:
-        total = int(self.execute(f"select count(*) from {self.qualified}")[0][0])
-        source = self.qualified
-        if total > self.sample_rows:
-            source = self.settings.warehouse.sample_sql(self.qualified, self.sample_rows, total)
-        sampled = min(total, self.sample_rows)
+        sampled = min(self.total, self.sample_rows)
 
         def record(column: str | None, metric: str, value: Any, detail: str | None = None) -> ProfileRecord:
             number = None if value is None else float(value)
+            schema, table = self.table.schema, self.table.table
             return ProfileRecord(
-                run_id,
-                self.table.schema,
-                self.table.table,
-                column,
-                metric,
-                number,
-                detail,
-                total,
-                sampled,
-                at,
+                run_id, schema, table, column, metric, number, detail, self.total, sampled, at
             )
 
-        out = [record(None, "row_count", total)]
-        if total == 0:
-            return out
-        expressions, names = [], []
-        for column, kind in self.columns:
-            for metric, expression in self._metrics(column, kind):
-                expressions.append(expression)
-                names.append((column, metric))
-        values = self.execute(f"select count(*), {', '.join(expressions)} from {source} as t")[0]
-        counted = int(values[0]) or 1
-        low_cardinality = []
-        for (column, metric), value in zip(names, values[1:], strict=True):
-            if metric == "non_null":
-                out.append(record(column, "null_fraction", 1 - float(value or 0) / counted))
-                continue
-            out.append(record(column, metric, value))
-            if metric == "distinct_count" and value is not None and 0 < value <= LOW_CARDINALITY:
-                low_cardinality.append(column)
-        for column in low_cardinality:
-            out.append(record(column, "top_values", None, self._top_values(column, source)))
+        out = [record(None, "row_count", self.total)]
+        out += [record(column, metric, value) for column, metric, value in self.measured]
+        out += [
+            record(column, "top_values", None, json.dumps(values))
+            for column, values in self.top_values.items()
+        ]
         return out
 
     def _metrics(self, column: str, kind: str) -> list[tuple[str, str]]:
@@ -161,11 +203,3 @@ class _TableProfile:
                 ("mean_length", f"avg(length({c}))"),
             ]
         return metrics
-
-    def _top_values(self, column: str, source: str) -> str:
-        value = f"cast({self.quote(column)} as {self.settings.warehouse.text_type})"
-        rows = self.execute(
-            f"select {value} as value, count(*) as n from {source} as t"
-            f" group by 1 order by n desc, value limit {TOP_VALUES}"
-        )
-        return json.dumps([[value, int(n)] for value, n in rows or []])

@@ -76,18 +76,20 @@ class RunLineage:
         parent_run = run_id if _is_uuid(run_id) else str(uuid.uuid4())
         self.parent = Parent(job_namespace, flow_name, parent_run)
         self.namespace = settings.warehouse.lineage_namespace(settings)
-        self.database = settings.catalog or settings.duckdb_path.stem
+        self.database = (settings.catalog or settings.duckdb_path.stem).lower()
         self.emitter = Emitter(make_transports(lineage_settings()))
         # table-level edges of this run, in order: the run report's diagram
         self.edges: list[tuple[str, str, str]] = []
-        self._stored = store.latest(settings)
         self._new: dict[store.Key, tuple[str, str, Mapping[str, Sequence[FieldSource]]]] = {}
         self.failures: list[str] = []
         self._closed = False
+        self._stored: dict[store.Key, store.DatasetLineage] | None = None
 
     # ----------------------------------------------------------------- what the stages report
     def loads(self, results: Sequence[IngestResult], failed: Mapping[str, str], started: datetime) -> None:
         """The loads of this run: one job per source table, a FAIL per source that failed."""
+        if results:
+            self._read_stored()
         self.emitter.submit(lambda: self._loads(list(results), dict(failed), started))
 
     def contracts(self, results: Sequence[ContractResult]) -> None:
@@ -98,18 +100,36 @@ class RunLineage:
         built = built_nodes(run_results, manifest)
         if not built:
             return
+        self._read_stored()
         relations = relations_of(manifest)
         schemas = {relations[r["unique_id"]][0] for r in built}
         schemas |= {relations[p][0] for r in built for p in parents_of(r, manifest, relations)}
-        catalog = self._catalog(schemas)
+        catalog = self._read("the built tables' columns", lambda: self._catalog(schemas), {})
         self.emitter.submit(lambda: self._dbt(built, manifest, relations, catalog))
 
     def publish(self, marts: Sequence[str], audit_schema: str, schema: str, started: datetime) -> None:
         finished = _now()
-        catalog = self._catalog({audit_schema, schema})
+        self._read_stored()
+        catalog = self._read(
+            "the published tables' columns", lambda: self._catalog({audit_schema, schema}), {}
+        )
         self.emitter.submit(
             lambda: self._publish(list(marts), audit_schema, schema, catalog, started, finished)
         )
+
+    def _read_stored(self) -> None:
+        """The stored column lineage, read once, when a stage first needs it (a run that fails
+        before it loads anything never connects for it)."""
+        if self._stored is None:
+            self._stored = self._read("the stored column lineage", lambda: store.latest(self.settings), {})
+
+    def _read(self, what: str, read: Any, otherwise: Any) -> Any:
+        """A warehouse read the lineage needs; one that fails costs only lineage detail, never the run."""
+        try:
+            return read()
+        except Exception as exc:
+            self.emitter.failures.append(f"lineage: could not read {what}: {first_line(exc)}")
+            return otherwise
 
     def close(self) -> list[store.LineageRow]:
         """Wait for the events to be sent (bounded); the column lineage that changed, as rows
@@ -139,7 +159,9 @@ class RunLineage:
 
     # ----------------------------------------------------------------- the background work
     def _table(self, schema: str, table: str, columns: Mapping[str, str] | None = None) -> Table:
-        return Table(self.namespace, f"{self.database}.{schema}.{table}", columns)
+        """A warehouse table, named in lower case: Snowflake answers in upper case, dbt and the
+        flows name tables in lower case, and one table must have one name."""
+        return Table(self.namespace, f"{self.database}.{schema}.{table}".lower(), columns)
 
     def _edge(self, source: Table, job: str, target: Table) -> None:
         self.edges.append((_short(source, self.namespace), job, _short(target, self.namespace)))
@@ -149,12 +171,13 @@ class RunLineage:
     ) -> Mapping[str, Sequence[FieldSource]]:
         """A dataset's column lineage: the stored one if computed from the same source, else
         computed now (and stored at the end of the run)."""
-        stored = self._stored.get(key)
+        known = self._stored if self._stored is not None else {}  # read before the work was submitted
+        stored = known.get(key)
         if stored is not None and stored.source_hash == source_hash:
             return stored.columns
         columns = compute()
         self._new[key] = (job, source_hash, columns)
-        self._stored[key] = store.DatasetLineage(source_hash, columns)
+        known[key] = store.DatasetLineage(source_hash, columns)
         return columns
 
     def _loads(self, results: list[IngestResult], failed: dict[str, str], started: datetime) -> None:
@@ -256,8 +279,9 @@ class RunLineage:
     ) -> dict[str, list[FieldSource]]:
         try:
             lineage = column_lineage(sql, catalog, dialect)
-        except LineageUnavailable as exc:
-            self.emitter.failures.append(f"lineage: {uid}: no column lineage ({exc})")
+        except Exception as exc:  # SQL sqlglot cannot read (or a parser bug) costs this node only
+            reason = str(exc) if isinstance(exc, LineageUnavailable) else f"{type(exc).__name__}: {exc}"
+            self.emitter.failures.append(f"lineage: {uid}: no column lineage ({first_line(reason)})")
             return {}
         return {column: [self._field(source) for source in sources] for column, sources in lineage.items()}
 
@@ -265,8 +289,8 @@ class RunLineage:
         database = source.catalog or self.database
         return FieldSource(
             self.namespace,
-            f"{database}.{source.schema}.{source.table}",
-            source.column,
+            f"{database}.{source.schema}.{source.table}".lower(),
+            source.column.lower(),
             source.kind.value,
             source.kind is Kind.MASKED,
         )
@@ -322,8 +346,8 @@ class RunLineage:
                 " order by table_schema, table_name, ordinal_position",
             )
             for schema, table, column, kind in rows:
-                tables = catalog.setdefault(self.database, {}).setdefault(schema, {})
-                tables.setdefault(table, {})[column] = kind
+                tables = catalog.setdefault(self.database, {}).setdefault(schema.lower(), {})
+                tables.setdefault(table.lower(), {})[column.lower()] = kind
         return catalog
 
 
@@ -336,7 +360,7 @@ def _origin(source: str) -> Origin:
 
 
 def _columns(catalog: Mapping[str, Any], database: str, schema: str, table: str) -> dict[str, str]:
-    return dict(catalog.get(database, {}).get(schema, {}).get(table, {}))
+    return dict(catalog.get(database, {}).get(schema.lower(), {}).get(table.lower(), {}))
 
 
 def _digest(*parts: Any) -> str:

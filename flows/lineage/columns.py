@@ -76,7 +76,7 @@ def column_lineage(sql: str, catalog: Catalog, dialect: str) -> dict[str, list[C
 
 def _selects(scope: Scope) -> list[exp.Expression]:
     """The output columns of a scope; of a UNION, its first branch's (they name the result)."""
-    while scope.is_set_operation or isinstance(scope.expression, exp.SetOperation):
+    while isinstance(scope.expression, exp.SetOperation):
         scope = scope.set_operation_scopes[0]
     return list(scope.expression.selects)
 

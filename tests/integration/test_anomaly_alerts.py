@@ -5,11 +5,13 @@ raw contracts, then the flow's observe stage: profiles and anomaly checks agains
 history of 35 daily loads of about 100 tickets (written to the real audit table), with a
 webhook alert channel on 127.0.0.1. In order: a usual load (quiet) → 40% of it (a warning
 naming the table and metric, one alert) → usual again (one resolved message) → 40% with
-``anomalies.fail_run`` (the run fails naming them, one alert) → usual (resolved).
+``anomalies.fail_run`` (the run fails naming them, one alert) → ``elt anomalies ack`` →
+40% again (accepted: the run passes, the incident is resolved).
 """
 
 from __future__ import annotations
 
+import getpass
 import random
 import time
 from collections.abc import Iterator
@@ -19,10 +21,12 @@ from pathlib import Path
 
 import pytest
 from prefect.variables import Variable
+from typer.testing import CliRunner
 
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.anomalies import latest_verdicts
-from flows.audit import LOADED, LoadRecord, record
+from flows.audit import LOADED, LoadRecord, query_audit, record
+from flows.cli import app
 from flows.config import environment, load_settings
 from flows.elt import EltRunFailed
 from flows.ingest_source import ingest_source
@@ -130,7 +134,9 @@ def test_back_to_normal_sends_one_resolved_message(scenario: Scenario) -> None:
     assert subjects[1:] == [f"RESOLVED: {subjects[0]}"]
 
 
-def test_with_fail_run_set_the_drop_fails_the_run_with_one_alert_then_resolves(scenario: Scenario) -> None:
+def test_with_fail_run_set_the_drop_fails_the_run_with_one_alert_until_acknowledged(
+    scenario: Scenario,
+) -> None:
     scenario.send(round(USUAL * 0.4))
     with environment({"ANOMALIES__FAIL_RUN": "true"}), pytest.raises(EltRunFailed) as failed:
         run_source()
@@ -142,8 +148,19 @@ def test_with_fail_run_set_the_drop_fails_the_run_with_one_alert_then_resolves(s
     new = scenario.received.messages[2:]
     assert len(new) == 1 and "failed at stage observe" in new[0][1]
     assert TABLE in new[0][2] and "rows_per_load" in new[0][2]
-    # AND a usual load afterwards resolves it
-    scenario.send(USUAL)
+    # WHEN someone accepts the new level, and the next load is as small
+    result = CliRunner().invoke(
+        app, ["anomalies", "ack", TABLE, "rows_per_load", "--note", "the helpdesk moved half its queue"]
+    )
+    assert result.exit_code == 0, result.output
+    scenario.send(round(USUAL * 0.4))
     with environment({"ANOMALIES__FAIL_RUN": "true"}):
-        assert run_source().ok
+        summary = run_source()
+    # THEN it is judged against the accepted level: the run passes and the incident is resolved
+    assert summary.ok and not flagged(summary)
     assert [subject for _, subject, _ in scenario.received.messages[3:]] == [f"RESOLVED: {new[0][1]}"]
+    # AND the acknowledgement is in the audit, with who made it and why
+    acks = query_audit(
+        load_settings(), "anomaly_acks", "select table_name, metric, acked_by, note from {table}"
+    )
+    assert acks == [("tickets", "rows_per_load", getpass.getuser(), "the helpdesk moved half its queue")]
