@@ -19,6 +19,9 @@ os.environ["ELT_DATA_DIR"] = str(_SESSION_DIR / "data")
 # dbt's nodes as Prefect task runs: only tests/integration/test_dbt_project.py reads them,
 # and recording every node of every build was most of the Prefect servers' CPU
 os.environ["ELT_DBT_NODE_TASK_RUNS"] = "false"
+# lineage events: only the e2e flow (tests/e2e/test_elt_flow.py, file and HTTP) reads them;
+# every other run still works out and stores its column lineage, without building events
+os.environ["ELT_LINEAGE_TRANSPORT"] = "none"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from flows.config import apply_runtime_environment  # noqa: E402

@@ -31,19 +31,9 @@ from dlt_sources.registry import SOURCES
 from flows.audit import query_warehouse
 from flows.config import Settings
 from flows.lineage import store
-from flows.lineage.columns import ColumnSource, Kind, LineageUnavailable, column_lineage
 from flows.lineage.dbt_results import built_nodes, parents_of, relations_of, timing_of
 from flows.lineage.emitter import Emitter, lineage_settings, make_transports
-from flows.lineage.events import (
-    FieldSource,
-    JobRun,
-    Parent,
-    Table,
-    checked_dataset,
-    input_dataset,
-    output_dataset,
-    run_events,
-)
+from flows.lineage.model import Checked, FieldSource, JobRun, Output, Parent, Table
 from flows.redact import first_line
 from flows.results import ContractResult, IngestResult
 
@@ -181,7 +171,7 @@ class RunLineage:
         return columns
 
     def _loads(self, results: list[IngestResult], failed: dict[str, str], started: datetime) -> None:
-        events = []
+        runs: list[JobRun] = []
         for result in results:
             origin = _origin(result.source)
             for table in result.tables:
@@ -199,36 +189,32 @@ class RunLineage:
                         if not column.startswith("_dlt")
                     },
                 )
-                output = output_dataset(
-                    target, fields, rows=result.rows.get(table, 0), size=result.loaded_bytes.get(table)
-                )
+                output = Output(target, fields, result.rows.get(table, 0), result.loaded_bytes.get(table))
                 run = JobRun(
                     job, "LOAD", "DLT", result.started_at or started, result.finished_at or _now(),
-                    [input_dataset(source)], [output],
+                    [source], [output],
                 )  # fmt: skip
-                events += run_events(self.parent, run)
+                runs.append(run)
                 self._edge(source, job, target)
         for source_name, error in failed.items():
-            run = JobRun(f"dlt.{source_name}", "LOAD", "DLT", started, _now(), error=error)
-            events += run_events(self.parent, run)
-        self.emitter.send(events)
+            runs.append(JobRun(f"dlt.{source_name}", "LOAD", "DLT", started, _now(), error=error))
+        self._send(runs)
 
     def _contracts(self, results: list[ContractResult]) -> None:
-        events = []
+        runs: list[JobRun] = []
         finished = _now()
         for result in results:
             schema, _, table = result.dataset.rpartition(".")
-            checked = checked_dataset(
-                self._table(schema, table),
-                [(check.label, check.ok, check.column) for check in result.checks],
+            checked = Checked(
+                self._table(schema, table), [(check.label, check.ok, check.column) for check in result.checks]
             )
             started = datetime.fromtimestamp(finished.timestamp() - result.duration_s, UTC)
             run = JobRun(
                 f"soda.{result.dataset}", "TEST", "SODA", started, finished, [checked],
                 error=None if result.passed else result.failure_message() or result.error,
             )  # fmt: skip
-            events += run_events(self.parent, run)
-        self.emitter.send(events)
+            runs.append(run)
+        self._send(runs)
 
     def _dbt(
         self,
@@ -239,7 +225,7 @@ class RunLineage:
     ) -> None:
         nodes = manifest.get("nodes", {})
         dialect = self.settings.warehouse.name
-        events = []
+        runs: list[JobRun] = []
         for result in built:
             uid = result["unique_id"]
             node = nodes[uid]
@@ -264,36 +250,47 @@ class RunLineage:
             started, finished = timing_of(result)
             run = JobRun(
                 job, node["resource_type"].upper(), "DBT", started, finished,
-                [input_dataset(table) for table in inputs],
-                [] if failed else [output_dataset(target, fields)],
+                inputs,
+                [] if failed else [Output(target, fields)],
                 error=first_line(result.get("message")) if failed else None,
                 sql=sql or None,
             )  # fmt: skip
-            events += run_events(self.parent, run)
+            runs.append(run)
             for table in inputs:
                 self._edge(table, job.removeprefix("dbt."), target)
-        self.emitter.send(events)
+        self._send(runs)
+
+    def _send(self, runs: list[JobRun]) -> None:
+        """The runs' START and COMPLETE/FAIL events, built only when there is somewhere to send them."""
+        if self.emitter.sends:
+            from flows.lineage.events import run_events  # the OpenLineage client, only when sending
+
+            self.emitter.send([event for run in runs for event in run_events(self.parent, run)])
 
     def _column_lineage(
         self, uid: str, sql: str, catalog: Mapping[str, Any], dialect: str
     ) -> dict[str, list[FieldSource]]:
+        from flows.lineage.columns import Kind, LineageUnavailable, column_lineage  # sqlglot, when needed
+
         try:
             lineage = column_lineage(sql, catalog, dialect)
         except Exception as exc:  # SQL sqlglot cannot read (or a parser bug) costs this node only
             reason = str(exc) if isinstance(exc, LineageUnavailable) else f"{type(exc).__name__}: {exc}"
             self.emitter.failures.append(f"lineage: {uid}: no column lineage ({first_line(reason)})")
             return {}
-        return {column: [self._field(source) for source in sources] for column, sources in lineage.items()}
-
-    def _field(self, source: ColumnSource) -> FieldSource:
-        database = source.catalog or self.database
-        return FieldSource(
-            self.namespace,
-            f"{database}.{source.schema}.{source.table}".lower(),
-            source.column.lower(),
-            source.kind.value,
-            source.kind is Kind.MASKED,
-        )
+        return {
+            column: [
+                FieldSource(
+                    self.namespace,
+                    f"{source.catalog or self.database}.{source.schema}.{source.table}".lower(),
+                    source.column.lower(),
+                    source.kind.value,
+                    source.kind is Kind.MASKED,
+                )
+                for source in sources
+            ]
+            for column, sources in lineage.items()
+        }
 
     def _publish(
         self,
@@ -304,7 +301,7 @@ class RunLineage:
         started: datetime,
         finished: datetime,
     ) -> None:
-        events = []
+        runs: list[JobRun] = []
         for mart in marts:
             columns = _columns(catalog, self.database, schema, mart)
             audited = self._table(audit_schema, mart, columns)
@@ -324,12 +321,12 @@ class RunLineage:
                 "ELT",
                 started,
                 finished,
-                [input_dataset(audited)],
-                [output_dataset(target, fields)],
+                [audited],
+                [Output(target, fields)],
             )
-            events += run_events(self.parent, run)
+            runs.append(run)
             self._edge(audited, job, target)
-        self.emitter.send(events)
+        self._send(runs)
 
     def _catalog(self, schemas: set[str]) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
         """The columns of every table in ``schemas``, as sqlglot's schema argument takes them."""

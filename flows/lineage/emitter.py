@@ -108,6 +108,11 @@ class Emitter:
         self._thread = threading.Thread(target=self._run, name="lineage", daemon=True)
         self._thread.start()
 
+    @property
+    def sends(self) -> bool:
+        """False with ``ELT_LINEAGE_TRANSPORT=none``: events need not even be built."""
+        return bool(self._transports)
+
     def submit(self, work: Callable[[], None]) -> None:
         self._work.put(work)
 

@@ -15,8 +15,6 @@ run that made it in a parent-run facet.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import (
@@ -31,61 +29,9 @@ from openlineage.client.facet_v2 import (
 )
 from openlineage.client.uuid import generate_new_uuid
 
+from flows.lineage.model import Checked, FieldSource, JobRun, Parent, Table
+
 PRODUCER = "https://github.com/elt-platform/elt/flows/lineage"
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table in a namespace, with its columns (name → type) where known."""
-
-    namespace: str
-    name: str
-    columns: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class FieldSource:
-    """An input field an output column comes from, and how (OpenLineage's transformation subtype)."""
-
-    namespace: str
-    name: str
-    field: str
-    subtype: str = "IDENTITY"
-    masking: bool = False
-
-
-@dataclass(frozen=True)
-class Parent:
-    """The Prefect flow run every event belongs to."""
-
-    namespace: str
-    job: str
-    run_id: str
-
-    def facet(self) -> parent_run.ParentRunFacet:
-        return parent_run.ParentRunFacet(
-            run=parent_run.Run(runId=self.run_id),
-            job=parent_run.Job(namespace=self.namespace, name=self.job),
-            root=parent_run.Root(
-                run=parent_run.RootRun(runId=self.run_id),
-                job=parent_run.RootJob(namespace=self.namespace, name=self.job),
-            ),
-        )
-
-
-@dataclass(frozen=True)
-class JobRun:
-    """One job's run: what it read and wrote, when, how it ended."""
-
-    name: str
-    job_type: str  # LOAD, MODEL, SNAPSHOT, SEED, TEST (a contract), PUBLISH
-    integration: str  # DLT, DBT, SODA, ELT
-    started: datetime
-    finished: datetime
-    inputs: Sequence[InputDataset] = ()
-    outputs: Sequence[OutputDataset] = ()
-    error: str | None = None
-    sql: str | None = None
 
 
 def run_events(parent: Parent, job: JobRun) -> list[RunEvent]:
@@ -99,14 +45,19 @@ def run_events(parent: Parent, job: JobRun) -> list[RunEvent]:
     if job.sql:
         job_facets["sql"] = sql_job.SQLJobFacet(query=job.sql, producer=PRODUCER)
     lineage_job = Job(namespace=parent.namespace, name=job.name, facets=job_facets)
-    run_facets: dict = {"parent": parent.facet()}
+    inputs = [
+        checked_dataset(item.table, item.assertions) if isinstance(item, Checked) else input_dataset(item)
+        for item in job.inputs
+    ]
+    outputs = [output_dataset(out.table, out.lineage, out.rows, out.size) for out in job.outputs]
+    run_facets: dict = {"parent": _parent_facet(parent)}
     start = RunEvent(
         eventType=RunState.START,
         eventTime=job.started.isoformat(),
         run=Run(runId=run_id, facets=run_facets),
         job=lineage_job,
-        inputs=list(job.inputs),
-        outputs=[OutputDataset(namespace=out.namespace, name=out.name) for out in job.outputs],
+        inputs=inputs,
+        outputs=[OutputDataset(namespace=out.namespace, name=out.name) for out in outputs],
         producer=PRODUCER,
     )
     if job.error is not None:
@@ -120,8 +71,8 @@ def run_events(parent: Parent, job: JobRun) -> list[RunEvent]:
         eventTime=job.finished.isoformat(),
         run=Run(runId=run_id, facets=run_facets),
         job=lineage_job,
-        inputs=list(job.inputs),
-        outputs=list(job.outputs),
+        inputs=inputs,
+        outputs=outputs,
         producer=PRODUCER,
     )
     return [start, end]
@@ -198,4 +149,15 @@ def _fields(sources: Sequence[FieldSource]) -> column_lineage_dataset.Fields:
             )
             for source in sources
         ]
+    )
+
+
+def _parent_facet(parent: Parent) -> parent_run.ParentRunFacet:
+    return parent_run.ParentRunFacet(
+        run=parent_run.Run(runId=parent.run_id),
+        job=parent_run.Job(namespace=parent.namespace, name=parent.job),
+        root=parent_run.Root(
+            run=parent_run.RootRun(runId=parent.run_id),
+            job=parent_run.RootJob(namespace=parent.namespace, name=parent.job),
+        ),
     )

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from flows.audit import query_audit
 from flows.config import Settings
-from flows.lineage.events import FieldSource
+from flows.lineage.model import FieldSource
 
 TABLE = "column_lineage"
 

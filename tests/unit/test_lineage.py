@@ -8,7 +8,7 @@ from dlt_sources.common.lineage import api_namespace, database_namespace
 from flows.errors import ConfigError
 from flows.lineage.columns import Kind, LineageUnavailable, column_lineage
 from flows.lineage.emitter import lineage_settings
-from flows.lineage.events import FieldSource
+from flows.lineage.model import FieldSource
 from flows.lineage.store import ColumnGraph, DatasetLineage, flatten
 
 CATALOG = {
