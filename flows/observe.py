@@ -2,10 +2,11 @@
 
 Why one wrapper: the full run and the per-source runs observe themselves the same way;
 each flow opens ``observed_run`` around its stages and stays thin. After the stages, pass
-or fail, the ``observe`` stage profiles the tables the run changed (flows/profiles.py)
-and judges the new points of every series (flows/anomalies.py): a fail-level anomaly is
-one alert per table and incident, resolved once its series are back in their bands, or,
-with ``anomalies.fail_run``, the run's failure.
+or fail, the ``observe`` stage profiles the tables the run changed (flows/profiles.py;
+``ELT_PROFILES=false`` skips it where profiling costs more than it tells) and judges the
+new points of every series (flows/anomalies.py): a fail-level anomaly is one alert per
+table and incident, resolved once its series are back in their bands, or, with
+``anomalies.fail_run``, the run's failure.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flows.lineage import run_lineage
 from flows.profiles import ProfiledTable, profile_tables
 from flows.redact import first_line
 from flows.report import RunSummary
+from flows.setting_values import bool_setting
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,9 @@ def observed_run(settings: Settings, summary: RunSummary, flow_name: str) -> Ite
             try:
                 if not settings_wrong:
                     with summary.stage("observe"):
-                        observations |= observe(settings, summary, run, flow_name)
+                        observations, failing = observe(settings, summary, run, flow_name)
+                        if failing:
+                            raise AnomaliesFailed(failing)
             except AnomaliesFailed as exc:
                 failed = exc  # raised below, unless the stages' own failure is on its way
             finally:
@@ -62,13 +66,17 @@ def observed_run(settings: Settings, summary: RunSummary, flow_name: str) -> Ite
         raise failed
 
 
-def observe(settings: Settings, summary: RunSummary, run: str, flow_name: str) -> dict[str, list[Any]]:
+def observe(
+    settings: Settings, summary: RunSummary, run: str, flow_name: str
+) -> tuple[dict[str, list[Any]], str | None]:
     """Profile what this run changed and judge every series that got a point: the profiles
-    and verdicts to record. A profile or check that cannot be made is a warning, never the
-    run's failure."""
+    and verdicts to record, and, with ``anomalies.fail_run``, why the run fails. A profile
+    or check that cannot be made is a warning, never the run's failure."""
     loaded = {(result.dataset, table) for result in summary.ingests for table in result.tables}
     changed = {(result.dataset, table) for result in summary.ingests for table, n in result.rows.items() if n}
     changed |= {(f"{settings.dbt_schema}_marts", mart) for mart in summary.published}
+    if not bool_setting("ELT_PROFILES", True):
+        changed = set()  # profiling switched off: loads and stage timings are still judged
     try:
         profiles = profile_tables(settings, [ProfiledTable(*table) for table in sorted(changed)], run)
         stages = frozenset(stage.name for stage in summary.stages)
@@ -77,7 +85,7 @@ def observe(settings: Settings, summary: RunSummary, run: str, flow_name: str) -
     except Exception as exc:
         logger.warning("could not profile or check for anomalies: %s", first_line(exc))
         summary.observed.append(f"anomaly checks skipped: {first_line(exc)}")
-        return {}
+        return {}, None
     flagged = [record for record in records if record.level in ("warn", "fail")]
     summary.anomalies = flagged
     summary.observed += [f"anomaly ({record.level}): {describe(record)}" for record in flagged]
@@ -85,12 +93,11 @@ def observe(settings: Settings, summary: RunSummary, run: str, flow_name: str) -
     for record in flagged:
         if record.level == "fail":
             failing[(record.dataset, record.table_name)].append(record)
-    if failing and fails_the_run():
-        raise AnomaliesFailed(
-            "; ".join(describe(record) for records in failing.values() for record in records)
-        )
+    observations: dict[str, list[Any]] = {"profiles": profiles, "anomalies": records}
+    if failing and fails_the_run():  # the failed run's own alert names them
+        return observations, "; ".join(describe(record) for records in failing.values() for record in records)
     _announce(failing, {(record.dataset, record.table_name) for record in records})
-    return {"profiles": profiles, "anomalies": records}
+    return observations, None
 
 
 def _announce(failing: dict[tuple[str, str], list[AnomalyRecord]], judged: set[tuple[str, str]]) -> None:

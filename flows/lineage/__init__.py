@@ -279,7 +279,7 @@ class RunLineage:
             self.emitter.failures.append(f"lineage: {uid}: no column lineage ({first_line(reason)})")
             return {}
         return {
-            column: [
+            column.lower(): [
                 FieldSource(
                     self.namespace,
                     f"{source.catalog or self.database}.{source.schema}.{source.table}".lower(),

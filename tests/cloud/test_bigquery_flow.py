@@ -34,6 +34,7 @@ from tests.support.demo_tables import (
     rows_loaded,
 )
 from tests.support.first_runs import BigQueryFirstRun
+from tests.support.observations import assert_the_run_observed_itself
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bigquery, pytest.mark.timeout(600)]
 
@@ -75,6 +76,10 @@ def test_first_run_loads_raw_and_builds_marts(first_run: dict[str, int]) -> None
     # AND Stripe's JSON metadata links most orders to their charge
     paid = query("select count(*) from analytics_marts.fct_orders where payment_status = 'paid'")[0][0]
     assert paid > N_ORDERS / 2
+
+
+def test_the_first_run_profiled_judged_and_traced_its_tables_in_bigquery(shared: BigQueryFirstRun) -> None:
+    assert_the_run_observed_itself(shared.summary, query)
 
 
 def test_fact_tables_are_partitioned_clustered_and_labelled(first_run: dict[str, int]) -> None:

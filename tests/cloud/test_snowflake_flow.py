@@ -42,6 +42,7 @@ from tests.support.demo_tables import (
     rows_loaded,
 )
 from tests.support.first_runs import SnowflakeFirstRun
+from tests.support.observations import assert_the_run_observed_itself
 from tests.support.snowflake import PASSPHRASE, PASSWORD
 
 pytestmark = [
@@ -116,6 +117,12 @@ def test_first_run_loads_raw_gates_builds_and_publishes(
         snowflake, "select count(*) from analytics_marts.fct_orders where payment_status = 'paid'"
     )[0]
     assert paid > N_ORDERS / 2
+
+
+def test_the_first_run_profiled_judged_and_traced_its_tables_in_snowflake(
+    shared: SnowflakeFirstRun, snowflake: FakeSnowflake
+) -> None:
+    assert_the_run_observed_itself(shared.summary, partial(query, snowflake))
 
 
 def test_rerun_loads_nothing(first_run: dict[str, int], snowflake: FakeSnowflake) -> None:

@@ -144,6 +144,9 @@ def test_with_fail_run_set_the_drop_fails_the_run_with_one_alert_until_acknowled
     summary = failed.value.summary
     assert summary.failed_stage == "observe"
     assert TABLE in (summary.error or "") and "rows_per_load" in (summary.error or "")
+    # AND its profiles and verdicts are recorded all the same
+    verdicts = {v.metric: v for v in latest_verdicts(load_settings()) if v.table_name == "tickets"}
+    assert verdicts["rows_per_load"].level == "fail" and verdicts["rows_per_load"].value == 40
     # AND one alert (the failed run's) names them
     new = scenario.received.messages[2:]
     assert len(new) == 1 and "failed at stage observe" in new[0][1]
