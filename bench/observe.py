@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.audit import now
 from flows.config import environment, load_settings
 
 Figures = dict[str, float]
@@ -76,7 +75,7 @@ def bench_observe(tmp: Path, orders: int, repeats: int, log: Callable[[str], Non
         def build_with_lineage() -> tuple[float, float]:
             """Seconds to the end of the stage, and to the end of the lineage work."""
             lineage = RunLineage(settings, "bench", str(uuid.uuid4()))
-            lineage.loads(summary.ingests, {}, now())  # what the ingest stage hands over first
+            lineage.read_stored()  # in a run, when the ingest stage hands over its loads
             started = time.perf_counter()
             build()
             lineage.dbt_build(last_run_results(), project.contents)

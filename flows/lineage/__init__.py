@@ -79,7 +79,7 @@ class RunLineage:
     def loads(self, results: Sequence[IngestResult], failed: Mapping[str, str], started: datetime) -> None:
         """The loads of this run: one job per source table, a FAIL per source that failed."""
         if results:
-            self._read_stored()
+            self.read_stored()
         self.emitter.submit(lambda: self._loads(list(results), dict(failed), started))
 
     def contracts(self, results: Sequence[ContractResult]) -> None:
@@ -90,7 +90,7 @@ class RunLineage:
         built = built_nodes(run_results, manifest)
         if not built:
             return
-        self._read_stored()
+        self.read_stored()
         relations = relations_of(manifest)
         schemas = {relations[r["unique_id"]][0] for r in built}
         schemas |= {relations[p][0] for r in built for p in parents_of(r, manifest, relations)}
@@ -99,7 +99,7 @@ class RunLineage:
 
     def publish(self, marts: Sequence[str], audit_schema: str, schema: str, started: datetime) -> None:
         finished = _now()
-        self._read_stored()
+        self.read_stored()
         catalog = self._read(
             "the published tables' columns", lambda: self._catalog({audit_schema, schema}), {}
         )
@@ -107,7 +107,7 @@ class RunLineage:
             lambda: self._publish(list(marts), audit_schema, schema, catalog, started, finished)
         )
 
-    def _read_stored(self) -> None:
+    def read_stored(self) -> None:
         """The stored column lineage, read once, when a stage first needs it (a run that fails
         before it loads anything never connects for it)."""
         if self._stored is None:
