@@ -7,8 +7,8 @@ both in this process.
 ``lineage_overhead_ratio``: the dbt stage as a run has it with lineage (a full ``dbt
 build`` of the demo project, then the lineage's hand-off: the built tables' columns read,
 the work queued; the stored lineage was read when the loads were handed over, as in a run)
-÷ the same build without: ``repeats`` pairs, each build with lineage right after one
-without, the median of the pairs' ratios (the machine's pace drifts; a pair shares it).
+÷ the same build without: ``repeats`` pairs of builds, which one goes first alternating,
+the median of the pairs' ratios (the machine's pace drifts; a pair shares it).
 ``lineage_waited_overhead_ratio`` also waits for all of the lineage work (every event
 built and written to the default file transport; column lineage read from the store, as
 in every run after the first). ``lineage_cold_compute_ratio``: working out the column
@@ -84,9 +84,14 @@ def bench_observe(tmp: Path, orders: int, repeats: int, log: Callable[[str], Non
             return stage_s, time.perf_counter() - started
 
         plain, traced = [], []
-        for _ in range(repeats):
-            plain.append(_timed(build)[1])
-            traced.append(build_with_lineage())
+        for pair in range(repeats):
+            # the order alternates, so a second build running slower or faster favours neither
+            if pair % 2:
+                traced.append(build_with_lineage())
+                plain.append(_timed(build)[1])
+            else:
+                plain.append(_timed(build)[1])
+                traced.append(build_with_lineage())
         log(f"observe: dbt build {plain} s; with lineage (stage, waited) {traced} s")
         cold_s = _cold_column_lineage(settings.duckdb_path, last_run_results())
         log(f"observe: column lineage of every built model from scratch in {cold_s:.2f}s")
