@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         if "observe" in only:
             from bench.observe import bench_observe
 
-            figures |= bench_observe(tmp, args.orders, repeats=5, log=log)
+            figures |= bench_observe(tmp, args.orders, repeats=15, log=log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
