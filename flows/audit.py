@@ -345,6 +345,24 @@ def query_warehouse(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in client.execute_sql(sql) or []]
 
 
+def schema_columns(
+    settings: Settings, schemas: set[str], execute: Callable[[str], Any]
+) -> list[tuple[str, str, str, str]]:
+    """(schema, table, column, type) of every table in ``schemas``, lower-case names but the
+    column's, in column order, from each warehouse's information schema (``execute`` runs SQL
+    on a connection the caller already has)."""
+    wanted = sorted(schemas)
+    listed = ", ".join(f"'{schema.lower()}'" for schema in wanted)
+    found = []
+    for info in dict.fromkeys(settings.warehouse.information_schema(settings, s) for s in wanted):
+        rows = execute(
+            f"select table_schema, table_name, column_name, data_type from {info}.columns"
+            f" where lower(table_schema) in ({listed}) order by table_schema, table_name, ordinal_position"
+        )
+        found += [(schema.lower(), table.lower(), column, kind) for schema, table, column, kind in rows or []]
+    return found
+
+
 def _pipeline(settings: Settings, dataset: str = DATASET) -> dlt.Pipeline:
     return warehouse_pipeline(settings, dataset, dataset)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flows.audit import DATASET, ProfileRecord, now
+from flows.audit import DATASET, ProfileRecord, now, schema_columns
 from flows.config import Settings
 from flows.pipelines import warehouse_pipeline
 from flows.setting_values import int_setting
@@ -98,15 +98,9 @@ def _columns(
 ) -> dict[tuple[str, str], list[tuple[str, str]]]:
     """(schema, table) → [(column, type)] of every table in ``schemas``, dlt's columns left out."""
     found: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    listed = ", ".join(f"'{schema.lower()}'" for schema in sorted(schemas))
-    for info in dict.fromkeys(settings.warehouse.information_schema(settings, s) for s in sorted(schemas)):
-        rows = client.execute_sql(
-            f"select table_schema, table_name, column_name, data_type from {info}.columns"
-            f" where lower(table_schema) in ({listed}) order by table_schema, table_name, ordinal_position"
-        )
-        for schema, table, column, kind in rows or []:
-            if not column.startswith("_dlt"):
-                found.setdefault((schema.lower(), table.lower()), []).append((column, kind))
+    for schema, table, column, kind in schema_columns(settings, schemas, client.execute_sql):
+        if not column.startswith("_dlt"):
+            found.setdefault((schema, table), []).append((column, kind))
     return found
 
 

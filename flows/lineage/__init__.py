@@ -24,11 +24,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from dlt_sources.common.lineage import Origin
 from dlt_sources.registry import SOURCES
-from flows.audit import query_warehouse
+from flows.audit import query_warehouse, schema_columns
 from flows.config import Settings
 from flows.lineage import store
 from flows.lineage.dbt_results import built_nodes, parents_of, relations_of, timing_of
@@ -331,20 +332,10 @@ class RunLineage:
     def _catalog(self, schemas: set[str]) -> dict[str, dict[str, dict[str, dict[str, str]]]]:
         """The columns of every table in ``schemas``, as sqlglot's schema argument takes them."""
         catalog: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
-        wanted = sorted(schemas)
-        for info in dict.fromkeys(
-            self.settings.warehouse.information_schema(self.settings, s) for s in wanted
-        ):
-            listed = ", ".join(f"'{s.lower()}'" for s in wanted)
-            rows = query_warehouse(
-                self.settings,
-                f"select table_schema, table_name, column_name, data_type from {info}.columns"
-                f" where lower(table_schema) in ({listed})"
-                " order by table_schema, table_name, ordinal_position",
-            )
-            for schema, table, column, kind in rows:
-                tables = catalog.setdefault(self.database, {}).setdefault(schema.lower(), {})
-                tables.setdefault(table.lower(), {})[column.lower()] = kind
+        execute = partial(query_warehouse, self.settings)
+        for schema, table, column, kind in schema_columns(self.settings, schemas, execute):
+            tables = catalog.setdefault(self.database, {}).setdefault(schema, {})
+            tables.setdefault(table, {})[column.lower()] = kind
         return catalog
 
 
