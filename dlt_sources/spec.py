@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import dlt
 
 from dlt_sources.common.lineage import Origin
+from dlt_sources.common.privacy import SourcePrivacy
 from dlt_sources.errors import SourceError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -76,12 +77,16 @@ class SourceSpec:
     # the same as lineage datasets (endpoint or source table per raw table); resolving it
     # reads the source's settings, never a secret, and contacts nothing
     lineage: Callable[[], Origin] | None = None
+    # per table: which columns hold personal data or identify a person, and what erasing
+    # one does to it (dlt_sources/common/privacy.py); tables holding no person are left out
+    privacy: SourcePrivacy = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.schedule is not None and len(self.schedule.split()) != _CRON_FIELDS:
             raise SourceError(f"source {self.name}: schedule {self.schedule!r} is not a five-field cron")
         for kind, named in (
             ("CDC tables", self.cdc_tables),
+            ("privacy tables", tuple(self.privacy)),
             ("freshness SLA tables", tuple(self.freshness.tables) if self.freshness else ()),
         ):
             unknown = sorted(set(named) - set(self.tables))

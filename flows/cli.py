@@ -21,6 +21,7 @@ import typer
 from dlt_sources.errors import SourceError
 from flows import analytics_commands, observability_commands
 from flows.config import ConfigError, apply_runtime_environment, data_dir, load_settings
+from flows.privacy.command import privacy
 from flows.terminal import WarehouseOption, console, run_logs_in_file
 from flows.terminal import fail as _fail
 from flows.warehouses import DEFAULT_WAREHOUSE, WAREHOUSES, warehouse_named
@@ -248,6 +249,7 @@ app.command()(observability_commands.lineage)
 app.add_typer(observability_commands.metrics, name="metrics")
 app.add_typer(observability_commands.anomalies, name="anomalies")
 app.add_typer(analytics_commands.ci, name="ci")
+app.add_typer(privacy, name="privacy")
 
 
 cdc = typer.Typer(help="Postgres change data capture: publication, slot, lag, re-snapshot.")
@@ -349,6 +351,8 @@ def cdc_resnapshot(source: CdcSource, warehouse: WarehouseOption = None) -> None
         except SourceError as exc:
             _fail(str(exc))
     console.print(f"re-snapshot of {source}: {result.total_rows:,} rows into {result.dataset}")
+    for note in result.notes:
+        console.print(note, highlight=False)
     console.print("run `elt run` to rebuild the models from it")
 
 

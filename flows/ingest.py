@@ -32,6 +32,7 @@ from prefect.tasks import exponential_backoff
 
 from dlt_sources.common.http import ApiError
 from dlt_sources.common.packages import discard_committed_extracts, forget_state_unknown_to_warehouse
+from dlt_sources.common.privacy import TombstoneGuard
 from dlt_sources.errors import SourceError, SourceUnreachable
 from dlt_sources.registry import SOURCES, cdc_sources
 from flows import progress
@@ -40,6 +41,7 @@ from flows.config import ConfigError, Settings, schema_prefix
 from flows.errors import cause_chain
 from flows.lineage import current as current_lineage
 from flows.pipelines import raw_dataset, source_pipeline
+from flows.privacy.tombstones import stored_tombstones
 from flows.redact import first_line
 from flows.results import IngestResult
 
@@ -89,10 +91,13 @@ def run_source(source: str, settings: Settings) -> IngestResult:
     use_environment_slots()
     pipeline = source_pipeline(source, settings)
     discard_committed_extracts(pipeline)  # a worker killed mid-normalize must not block the next run
+    guard = None
     try:
         if forget_state_unknown_to_warehouse(pipeline):  # the warehouse, not this disk, holds the cursors
             pipeline = source_pipeline(source, settings)
-        load_info = pipeline.run(spec.factory(), loader_file_format=settings.loader_file_format)
+        data = spec.factory()
+        guard = guard_against_forgotten(source, pipeline, data, settings)
+        load_info = pipeline.run(data, loader_file_format=settings.loader_file_format)
     except ConfigFieldMissingException as exc:
         raise missing_settings_error(source, exc) from None
     except PipelineStepFailed as exc:
@@ -115,6 +120,11 @@ def run_source(source: str, settings: Settings) -> IngestResult:
         for table, count in (normalized.row_counts if normalized else {}).items()
         if not table.startswith("_dlt")
     }
+    erased = guard.counts() if guard else {}
+    notes = list(after_load.notes) if after_load else []
+    if erased:
+        tables = ", ".join(f"{table} {count}" for table, count in sorted(erased.items()))
+        notes.append(f"{sum(erased.values())} rows of forgotten people kept out ({tables})")
     return IngestResult(
         source=source,
         dataset=raw_dataset(source, settings),
@@ -126,12 +136,37 @@ def run_source(source: str, settings: Settings) -> IngestResult:
         load_ids=list(load_info.loads_ids),
         new_tables=new_tables,
         schema_changes=new_columns,
-        notes=list(after_load.notes) if after_load else [],
+        notes=notes,
         warnings=list(after_load.warnings) if after_load else [],
         slot_lag_bytes=dict(after_load.slot_lag_bytes) if after_load else {},
         columns=_columns(pipeline.default_schema),
         loaded_bytes=_loaded_bytes(load_info),
+        erased=erased,
     )
+
+
+def guard_against_forgotten(
+    source: str, pipeline: dlt.Pipeline, data: Any, settings: Settings
+) -> TombstoneGuard | None:
+    """Put the tombstone guard on every resource of ``data``, when anyone was ever forgotten.
+
+    Load packages still pending from before the latest erasure were extracted without
+    knowing of it: they are dropped, and the source reads their rows again (their cursors
+    and CDC positions commit only with a load), this time through the guard.
+    """
+    spec = SOURCES[source]
+    stored = stored_tombstones(settings) if spec.privacy else None
+    if stored is None:
+        return None
+    cutoff = stored.newest.timestamp()
+    pending = [*pipeline.list_extracted_load_packages(), *pipeline.list_normalized_load_packages()]
+    if any(float(load_id) < cutoff for load_id in pending):
+        pipeline.drop_pending_packages()
+    guard = TombstoneGuard(spec.privacy, stored.tombstones)
+    for resource in getattr(data, "resources", {data.name: data}).values():
+        table = resource.table_name if isinstance(resource.table_name, str) else resource.name
+        resource.add_step(guard.step(table))
+    return guard
 
 
 def _columns(schema: Any) -> dict[str, dict[str, str]]:

@@ -23,10 +23,12 @@ from flows.audit import AnomalyRecord, record_run
 from flows.config import ConfigError, Settings
 from flows.gates import run_id
 from flows.lineage import run_lineage
+from flows.privacy.places import personal_columns
 from flows.profiles import ProfiledTable, profile_tables
 from flows.redact import first_line
 from flows.report import RunSummary
 from flows.setting_values import bool_setting
+from flows.transform import last_parsed
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +80,12 @@ def observe(
     if not bool_setting("ELT_PROFILES", True):
         changed = set()  # profiling switched off: loads and stage timings are still judged
     try:
-        profiles = profile_tables(settings, [ProfiledTable(*table) for table in sorted(changed)], run)
+        project = last_parsed()
+        personal = personal_columns(project.contents if project else {})
+        profiled = [
+            ProfiledTable(schema, table, personal(schema, table)) for schema, table in sorted(changed)
+        ]
+        profiles = profile_tables(settings, profiled, run)
         stages = frozenset(stage.name for stage in summary.stages)
         new = RunPoints(frozenset(loaded), frozenset(changed), flow_name, stages)
         records = check(settings, run, new, profiles)

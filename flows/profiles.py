@@ -35,10 +35,13 @@ _BOOL = re.compile(r"bool", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class ProfiledTable:
-    """A table to profile: (schema, table) as the warehouse names them."""
+    """A table to profile: (schema, table) as the warehouse names them, and the lower-case
+    names of its columns that hold personal data or identify a person (flows/privacy/): of
+    those only how often they are missing and how many distinct values, never a value."""
 
     schema: str
     table: str
+    personal: frozenset[str] = frozenset()
 
 
 def profile_tables(settings: Settings, tables: Sequence[ProfiledTable], run_id: str) -> list[ProfileRecord]:
@@ -146,7 +149,12 @@ class _TableProfile:
                 self.measured.append((column, "null_fraction", 1 - float(value or 0) / counted))
                 continue
             self.measured.append((column, metric, value))
-            if metric == "distinct_count" and value is not None and 0 < value <= LOW_CARDINALITY:
+            if (
+                metric == "distinct_count"
+                and value is not None
+                and 0 < value <= LOW_CARDINALITY
+                and column.lower() not in self.table.personal
+            ):
                 self.low_cardinality.append(column)
 
     def top_values_sql(self, index: int, column: str) -> str:
@@ -182,6 +190,8 @@ class _TableProfile:
         if not (_NUMBER.search(kind) or _TEXT.search(kind) or _TIME.search(kind)):
             return metrics  # JSON, structs, arrays: only how often they are missing
         metrics.append(("distinct_count", f"approx_count_distinct({c})"))
+        if column.lower() in self.table.personal:
+            return metrics
         if _NUMBER.search(kind):
             as_double = f"cast({c} as {self.settings.warehouse.float_type})"
             metrics += [

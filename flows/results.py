@@ -39,6 +39,8 @@ class IngestResult:
     # lineage: each table's columns (dlt's types) and the bytes of the files loaded into it
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
     loaded_bytes: dict[str, int] = field(default_factory=dict)
+    # rows of forgotten people this load kept out (dropped or redacted), per table
+    erased: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:

@@ -130,7 +130,17 @@ def parse_project(
     if not result.success:
         raise DbtInvocationError(f"dbt parse failed: {result.exception or 'see dbt errors above'}")
     contents = json.loads((artifacts / "manifest.json").read_text(encoding="utf-8"))
-    return ParsedProject(result.result, contents, DbtGraph.from_manifest(contents))
+    parsed = ParsedProject(result.result, contents, DbtGraph.from_manifest(contents))
+    _LAST_PARSED[:] = [parsed]
+    return parsed
+
+
+def last_parsed() -> ParsedProject | None:
+    """The project as this process last parsed it (the run's own build), if it did."""
+    return _LAST_PARSED[0] if _LAST_PARSED else None
+
+
+_LAST_PARSED: list[ParsedProject] = []
 
 
 def modified_since(

@@ -17,7 +17,7 @@ from dlt.extract.resource import DltResource
 
 from dlt_sources.common.lineage import Origin, database_namespace
 from dlt_sources.postgres_cdc import CdcReport, after_load, replication_resource, resolve_settings
-from dlt_sources.shop.settings import TABLES
+from dlt_sources.shop.settings import PRIVACY, TABLES
 from dlt_sources.spec import FreshnessSla, SourceSpec
 
 SOURCE = "shop"
@@ -50,4 +50,5 @@ SPEC = SourceSpec(
     origin="the shop's PostgreSQL database, replicated through logical decoding (CDC)",
     freshness=FreshnessSla(default=timedelta(hours=2), tables={"orders": timedelta(hours=1)}),
     lineage=shop_origin,
+    privacy=PRIVACY,
 )

@@ -28,7 +28,7 @@ from dlt_sources.spec import FreshnessSla, SourceSpec
 
 from . import cursor as events_cursor
 from . import settings
-from .columns import COLUMNS, event_rows, to_arrow
+from .columns import COLUMNS, PRIVACY, event_rows, to_arrow
 from .helpers import StripeClient
 
 __all__ = ["SPEC", "StripeClient", "stripe_source"]
@@ -235,4 +235,5 @@ SPEC = SourceSpec(
     origin="Stripe's REST API (/v1/charges, customers, invoices, refunds; kept current through /v1/events)",
     freshness=FreshnessSla(default=timedelta(hours=6)),
     lineage=lineage_origin,
+    privacy=PRIVACY,
 )

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from dlt_sources.common.arrow import records_to_arrow
+from dlt_sources.common.privacy import DELETE, REDACT, TablePrivacy, pii, subject
 from dlt_sources.common.rejects import Quarantine
 from dlt_sources.common.schema_policy import enforce
 
@@ -39,14 +40,16 @@ _DELETED: ColumnHints = {
 COLUMNS: dict[str, ColumnHints] = {
     "customers": {
         **_BASE,
-        "email": {"data_type": "text"},
-        "name": {"data_type": "text"},
-        "description": {"data_type": "text"},
+        "id": {"data_type": "text", "nullable": False, **subject("stripe_customer")},
+        "metadata": {"data_type": "json", **subject("shop_customer", json_field="shop_customer_id")},
+        "email": {"data_type": "text", **pii("email", subject="email")},
+        "name": {"data_type": "text", **pii("name")},
+        "description": {"data_type": "text", **pii("free_text")},
         "currency": {"data_type": "text"},
         "balance": {"data_type": "bigint"},
         "delinquent": {"data_type": "bool"},
-        "address": {"data_type": "json"},
-        "shipping": {"data_type": "json"},
+        "address": {"data_type": "json", **pii("address")},
+        "shipping": {"data_type": "json", **pii("address")},
         "invoice_settings": {"data_type": "json"},
         **_DELETED,
     },
@@ -56,7 +59,7 @@ COLUMNS: dict[str, ColumnHints] = {
         "amount_captured": {"data_type": "bigint"},
         "amount_refunded": {"data_type": "bigint"},
         "currency": {"data_type": "text"},
-        "customer": {"data_type": "text"},
+        "customer": {"data_type": "text", **subject("stripe_customer")},
         "invoice": {"data_type": "text"},
         "payment_intent": {"data_type": "text"},
         "balance_transaction": {"data_type": "text"},
@@ -68,7 +71,7 @@ COLUMNS: dict[str, ColumnHints] = {
         "description": {"data_type": "text"},
         "failure_code": {"data_type": "text"},
         "failure_message": {"data_type": "text"},
-        "billing_details": {"data_type": "json"},
+        "billing_details": {"data_type": "json", **pii("address")},
         "outcome": {"data_type": "json"},
         "payment_method_details": {"data_type": "json"},
         "refunds": {"data_type": "json"},
@@ -86,7 +89,7 @@ COLUMNS: dict[str, ColumnHints] = {
     },
     "invoices": {
         **_BASE,
-        "customer": {"data_type": "text"},
+        "customer": {"data_type": "text", **subject("stripe_customer")},
         "subscription": {"data_type": "text"},
         "charge": {"data_type": "text"},
         "payment_intent": {"data_type": "text"},
@@ -128,6 +131,25 @@ COLUMNS: dict[str, ColumnHints] = {
         "data": {"data_type": "json"},
     },
 }
+
+# Fields Stripe adds to an invoice (they become columns when they appear) that copy the customer.
+_INVOICE_CUSTOMER_FIELDS = {
+    "customer_email": pii("email", subject="email"),
+    "customer_name": pii("name"),
+    "customer_address": pii("address"),
+    "customer_phone": pii("phone"),
+    "customer_shipping": pii("address"),
+}
+
+PRIVACY: dict[str, TablePrivacy] = {
+    "customers": TablePrivacy.from_hints(COLUMNS["customers"], policy=DELETE),
+    # payments and invoices are kept for tax law: their people are redacted, their amounts stay
+    "charges": TablePrivacy.from_hints(COLUMNS["charges"], policy=REDACT, mentions=("billing_details",)),
+    "invoices": TablePrivacy.from_hints(COLUMNS["invoices"] | _INVOICE_CUSTOMER_FIELDS, policy=REDACT),
+    # an event's payload is the object it changed: a customer, or a charge naming one
+    "events": TablePrivacy(policy=DELETE, mentions=("object_id", "data")),
+}
+"""Where Stripe's tables hold people (``elt privacy map``); refunds name only a charge."""
 
 _ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "bool": pa.bool_(), "json": pa.string()}
 ARROW_SCHEMAS: dict[str, pa.Schema] = {

@@ -141,6 +141,35 @@ class Warehouse(ABC):
     def lineage_namespace(self, settings: Settings) -> str:
         """Lineage: the OpenLineage dataset namespace (the data source) the tables live in."""
 
+    # -- privacy: finding a person's rows (flows/privacy/) ---------------------------------
+    def schemas_sql(self, settings: Settings) -> str:
+        """A query listing every schema (dataset) of the warehouse, every environment's."""
+        return "select schema_name from information_schema.schemata"
+
+    def quoted_table(self, settings: Settings, schema: str, table: str) -> str:
+        """A table's name as this warehouse's SQL needs it (dataset prefix already in ``schema``)."""
+        return f"{double_quoted(schema)}.{double_quoted(table)}"
+
+    def quoted_column(self, column: str) -> str:
+        return double_quoted(column)
+
+    def text_sql(self, column: str, data_type: str) -> str:
+        """A column's value as text; a JSON column as its JSON text."""
+        return f"cast({column} as {self.text_type})"
+
+    def json_field_sql(self, column: str, field: str) -> str:
+        """The text of a JSON column's top-level ``field``."""
+        return f"json_extract_string({column}, '$.{field}')"
+
+    def contains_sql(self, text: str) -> str:
+        """Whether ``text`` contains the statement's next parameter (no LIKE: ``_`` in an email)."""
+        return f"contains({text}, %s)"
+
+    def compact(self, settings: Settings) -> None:
+        """After an erasure: make sure deleted rows survive nowhere the warehouse can read back
+        (DuckDB rewrites its file); the clouds keep time travel, documented in the README."""
+        return None
+
     def grant_select_sql(self, settings: Settings, schema: str, grantee: str) -> tuple[str, ...] | None:
         """Privacy: statements letting ``grantee`` read every table of ``schema``; None when the
         warehouse has no roles to grant to."""

@@ -134,6 +134,30 @@ class BigQuery(Warehouse):
         """``bigquery``: OpenLineage puts the project in the dataset's name, not the namespace."""
         return self.name
 
+    def schemas_sql(self, settings: Settings) -> str:
+        """The project's datasets in its location (INFORMATION_SCHEMA is regional)."""
+        creds = settings.credentials
+        region = _backquoted(f"region-{(creds.location or 'US').lower()}")
+        return f"select schema_name from {_backquoted(creds.project_id)}.{region}.INFORMATION_SCHEMA.SCHEMATA"
+
+    def quoted_table(self, settings: Settings, schema: str, table: str) -> str:
+        return f"{_dataset(settings, schema)}.{_backquoted(table)}"
+
+    def quoted_column(self, column: str) -> str:
+        return _backquoted(column)
+
+    def text_sql(self, column: str, data_type: str) -> str:
+        """A JSON column as its JSON text: BigQuery casts no JSON to STRING."""
+        if data_type.lower() == "json":
+            return f"to_json_string({column})"
+        return f"cast({column} as string)"
+
+    def json_field_sql(self, column: str, field: str) -> str:
+        return f"json_value({column}, '$.{field}')"
+
+    def contains_sql(self, text: str) -> str:
+        return f"strpos({text}, %s) > 0"
+
     def grant_select_sql(self, settings: Settings, schema: str, grantee: str) -> tuple[str, ...] | None:
         """``grantee`` is an IAM principal (``group:analysts@example.com``), granted the reader role."""
         return (f"grant `{_READER_ROLE}` on schema {_dataset(settings, schema)} to {json.dumps(grantee)}",)

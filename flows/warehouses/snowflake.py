@@ -146,6 +146,21 @@ class Snowflake(Warehouse):
         """``snowflake://<account>``: OpenLineage names Snowflake data sources by account."""
         return f"snowflake://{settings.credentials.host}"
 
+    def quoted_table(self, settings: Settings, schema: str, table: str) -> str:
+        return f"{self._schema(settings, schema)}.{_name(table)}"
+
+    def quoted_column(self, column: str) -> str:
+        return _name(column)
+
+    def text_sql(self, column: str, data_type: str) -> str:
+        """A VARIANT (dlt's JSON) as its JSON text: casting an object to VARCHAR fails."""
+        if data_type.lower() in _SEMI_STRUCTURED:
+            return f"to_json({column})"
+        return f"cast({column} as varchar)"
+
+    def json_field_sql(self, column: str, field: str) -> str:
+        return f"cast(get_path({column}, '{field}') as varchar)"
+
     def grant_select_sql(self, settings: Settings, schema: str, grantee: str) -> tuple[str, ...] | None:
         """``grantee`` is a role; tables created in the schema later are granted too."""
         qualified, role = self._schema(settings, schema), _name(grantee)
@@ -164,6 +179,9 @@ class Snowflake(Warehouse):
 
     def _schema(self, settings: Settings, schema: str) -> str:
         return f"{_name(settings.credentials.database)}.{_name(schema)}"
+
+
+_SEMI_STRUCTURED = ("variant", "object", "array")
 
 
 def _name(identifier: str) -> str:

@@ -42,7 +42,7 @@ from flows.docs import generate_docs
 from flows.docs import serve as serve_docs
 from flows.elt import EltRunFailed, elt
 from flows.report import RunSummary
-from flows.transform import run_dbt_build
+from flows.transform import run_dbt_build, run_dbt_operation
 from standins import (
     DEMO_GITHUB_TOKEN,
     DEMO_STRIPE_KEY,
@@ -65,6 +65,7 @@ from tests.support.demo_tables import (
 )
 from tests.support.openlineage import round_trips
 from tests.support.postgres import password_dsn, require_password
+from tests.support.privacy import SHOP_ID, add_person, add_rejected_charge, found, move_person
 from tests.support.pull_requests import models_built, models_selected
 from tests.support.receivers import Received, Request, http_recorder, webhook_receiver
 from tests.support.row_hashes import row_hash
@@ -186,6 +187,11 @@ def counts(path: Path) -> dict[str, int]:
 def query(path: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(sql).fetchall()
+
+
+def execute(path: Path, sql: str) -> None:
+    with duckdb.connect(str(path)) as con:
+        con.execute(sql)
 
 
 @dataclass(frozen=True)
@@ -702,6 +708,94 @@ def test_a_mart_that_fails_its_rule_is_quarantined_and_published_only_once_it_pa
         f" where c.charge_id = '{charge_id}'",
     )
     assert refunded == [(Decimal("0.01"),)]
+
+
+def test_forget_erases_a_customer_everywhere_and_no_reload_brings_them_back(
+    sources: DemoSources, first_run: dict[str, int], evidence: list[Text]
+) -> None:
+    settings = load_settings()
+    path = settings.duckdb_path
+    started = datetime.now(UTC)
+    # GIVEN a customer in the shop and in Stripe, loaded three times (three snapshot
+    # versions), in every mart, in the rejected records and in a quarantined copy of marts
+    person = add_person(sources)
+    assert elt(sources=["shop", "stripe"]).ok
+    move_person(sources, person, "2 Erasure Lane")
+    assert elt(sources=["shop"]).ok
+    move_person(sources, person, "3 Erasure Lane")
+    add_rejected_charge(sources, person)
+    assert elt(sources=["shop", "stripe"]).ok
+    run_dbt_operation("quarantine_marts", {"tables": ["dim_customers", "fct_orders"], "run_id": "privacy"})
+    snapshot = f"select count(*) from analytics_snapshots.snap_shop__customers where customer_id = {SHOP_ID}"
+    assert query(path, snapshot) == [(3,)]
+    hashes = query(
+        path, f"select email_hash from analytics_marts.dim_customers where customer_id = {SHOP_ID}"
+    )
+    needles = person.needles(hashes[0][0])
+    holding = {where for where, _ in found(warehouse_texts(path), needles)}
+    assert {
+        "raw_shop.customers",
+        "raw_shop.orders",
+        "raw_stripe.customers",
+        "raw_stripe.charges",
+        "raw_stripe.events",
+        "raw_stripe._rejected_records",
+        "analytics_snapshots.snap_shop__customers",
+        "analytics_marts.dim_customers",
+        "analytics_marts.fct_orders",
+        "analytics_marts.fct_payments",
+        "analytics_marts_audit.dim_customers",
+        "analytics_marts_quarantine.dim_customers__privacy",
+        "analytics_marts_quarantine.fct_orders__privacy",
+    } <= holding, holding
+    assert person.stripe_id.encode() in path.read_bytes()
+    revenue = published_marts(path)["fct_revenue_daily"]
+    # WHEN the person is forgotten, asked for by email as someone typed it
+    result = CliRunner().invoke(app, ["privacy", "forget", "--subject", person.subject])
+    evidence.append(("elt privacy forget output", result.output))
+    assert result.exit_code == 0, result.output
+    assert "3 identifiers (1 email, 1 shop_customer, 1 stripe_customer)" in result.output
+    # THEN no table of the warehouse holds their email, ids or mart hash, nor do the file's
+    # freed blocks, dlt's working folders or the runs' Prefect logs, artifacts and parameters
+    assert found(warehouse_texts(path), needles) == []
+    assert person.stripe_id.encode() not in path.read_bytes()
+    assert found(file_texts(settings.pipelines_dir), needles) == []
+    assert found(prefect_texts(flow_run_ids_since(started)), needles) == []
+    # AND the revenue marts did not change: the payments stay, without the person
+    assert published_marts(path)["fct_revenue_daily"] == revenue
+    # AND the proof names every place, rows before and after, the person only as a keyed hash
+    proof = {
+        place: (action, before, after, subject)
+        for place, action, before, after, subject in query(
+            path,
+            "select place, action, subject_rows_before, subject_rows_after, subject_hash"
+            " from elt_audit.erasures",
+        )
+    }
+    assert proof["raw_shop.customers"][:3] == ("deleted", 1, 0)
+    assert proof["raw_shop.orders"][:3] == ("redacted", 2, 0)
+    assert proof["analytics_snapshots.snap_shop__customers"][:3] == ("deleted", 3, 0)
+    assert proof["raw_stripe._rejected_records"][:3] == ("deleted", 1, 0)
+    assert proof["analytics_marts.dim_customers"][:3] == ("deleted", 3, 0)
+    assert all(after == 0 for _, _, after, _ in proof.values())
+    assert {len(subject) for *_, subject in proof.values()} == {64}
+    # WHEN the shop is re-snapshotted and Stripe read again from the start (its state lost)
+    resnapshot = CliRunner().invoke(app, ["cdc", "resnapshot", "shop"])
+    assert resnapshot.exit_code == 0, resnapshot.output
+    assert "3 rows of forgotten people kept out (customers 1, orders 2)" in resnapshot.output
+    execute(path, "delete from raw_stripe._dlt_pipeline_state")
+    shutil.rmtree(settings.pipelines_dir / "elt_stripe")
+    reread = elt(sources=["stripe", "shop"])
+    # THEN each run counts the rows it kept out, and the person is still nowhere
+    [stripe] = [result for result in reread.ingests if result.source == "stripe"]
+    assert stripe.erased == {
+        "customers": 1,
+        "charges": 1,
+        "_rejected_records": 1,
+        "events": stripe.erased["events"],
+    }
+    assert found(warehouse_texts(path), needles) == []
+    assert published_marts(path)["fct_revenue_daily"] == revenue
 
 
 def test_unreachable_source_fails_with_one_line_and_touches_nothing(
