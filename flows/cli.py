@@ -21,12 +21,15 @@ import typer
 from dlt_sources.errors import SourceError
 from flows import analytics_commands, observability_commands
 from flows.config import ConfigError, apply_runtime_environment, data_dir, load_settings
+from flows.operations import AuditedCommands
 from flows.privacy.command import privacy
 from flows.terminal import WarehouseOption, console, run_logs_in_file
 from flows.terminal import fail as _fail
 from flows.warehouses import DEFAULT_WAREHOUSE, WAREHOUSES, warehouse_named
 
-app = typer.Typer(help="ELT platform: dlt sources → warehouse → dbt → Soda contracts, run by Prefect.")
+app = typer.Typer(
+    cls=AuditedCommands, help="ELT platform: dlt sources → warehouse → dbt → Soda contracts, run by Prefect."
+)
 SourceOption = Annotated[
     list[str] | None,
     typer.Option("--source", "-s", help="Load only this source (repeatable); default: all sources."),

@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.config import ConfigError, load_settings
-from flows.terminal import WarehouseOption, console
+from flows.config import ConfigError, data_dir, load_settings
+from flows.terminal import WarehouseOption, console, run_logs_in_file
 from flows.terminal import fail as _fail
 
 privacy = typer.Typer(
@@ -81,10 +81,11 @@ def privacy_forget_command(
     from flows.privacy.erasure import privacy_forget, submit
 
     request_id = submit(person)
-    try:
-        report = privacy_forget(request_id=request_id, warehouse=warehouse)
-    except ConfigError as exc:
-        _fail(str(exc))
+    with run_logs_in_file(data_dir() / "logs") as log_file:
+        try:
+            report = privacy_forget(request_id=request_id, warehouse=warehouse)
+        except ConfigError as exc:
+            _fail(str(exc))
     table = Table(title=f"Erasure {report.request_id}", title_justify="left")
     table.add_column("table", overflow="fold")
     for name in ("rows", "person's rows", "done"):
@@ -113,6 +114,7 @@ def privacy_forget_command(
         highlight=False,
         soft_wrap=True,
     )
+    console.print(f"full log: {log_file} (and the flow run in Prefect)", highlight=False, soft_wrap=True)
     if not report.complete:
         _fail("some rows of the person remain (see the table above); run the same command again")
 

@@ -2,18 +2,24 @@
 
 The order makes an interrupted erasure safe to run again, and never half-visible:
 
-1. tombstones first (flows/privacy/tombstones.py): from then on every load drops the person;
-2. each place that stores rows, in SQL: ``delete`` their rows, or ``redact`` (null the
+1. the person's identifiers: the one asked for and those linked to it in the source tables
+   and the snapshot (flows/privacy/subjects.py);
+2. tombstones (flows/privacy/tombstones.py): from then on every load drops the person;
+3. each place that stores rows, in SQL: ``delete`` their rows, or ``redact`` (null the
    personal and identifying columns, keep the amounts) where the table's policy says so;
-   the rejected records, JSON text, through the load path's own guard;
-3. the marts where dbt builds them (``*_marts_audit``) like any other place, then their
+   the rejected records, JSON text, judged by the load path's own guard;
+4. the marts where dbt builds them (``*_marts_audit``) like any other place, then their
    contracts, then ``publish_marts``: consumers see the erased marts all at once, as after
    a run (write-audit-publish). A mart whose contract fails is erased in place instead: an
    erasure never waits on a contract;
-4. a last count of every place (the proof's "after", which must be 0), and the proof rows
+5. last, the places that link identifiers (customer tables, snapshot): while anything of
+   the person is left elsewhere, they are still there to find it from. A later ``forget``
+   finds the identifiers of an erasure that left tombstones but no proof there (by their
+   keyed hashes) and completes it;
+6. a last count of every place (the proof's "after", which must be 0), and the proof rows
    in ``elt_audit.erasures``: per table, rows before and after, the request, who, when;
    the person only as the keyed hash of the identifier asked for;
-5. the warehouse compacted where deleted rows could still be read back (DuckDB's file).
+7. the warehouse compacted where deleted rows could still be read back (DuckDB's file).
 
 The subject reaches the flow through this process only (``submit``), never as a Prefect
 parameter; logs, errors and the report name counts, never values.
@@ -21,8 +27,6 @@ parameter; logs, errors and the report name counts, never values.
 
 from __future__ import annotations
 
-import getpass
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,11 +40,19 @@ from flows.build_lock import build_lock
 from flows.checks import ContractsFailed
 from flows.config import Settings, load_settings
 from flows.gates import gate
+from flows.operations import operator
 from flows.privacy.matching import WarehouseFinds, WarehouseSession, catalog, person_where, warehouse_session
 from flows.privacy.places import MART, MART_AUDIT, Place, privacy_map
-from flows.privacy.subjects import Identifiers, Subject, describe, linked_identifiers
-from flows.privacy.tombstones import add_tombstones, hashes_of, tombstone_key
-from flows.redact import redact
+from flows.privacy.subjects import (
+    Identifiers,
+    Subject,
+    describe,
+    identifiers_hashed_as,
+    linked_identifiers,
+    links,
+)
+from flows.privacy.tombstones import add_tombstones, hashes_of, tombstone_key, unfinished
+from flows.redact import first_line, redact
 from flows.report import RunSummary
 from flows.transform import parse_project, run_dbt_operation
 
@@ -90,11 +102,6 @@ def submit(subject: Subject) -> str:
     return request_id
 
 
-def operator() -> str:
-    """Who asks: ``ELT_OPERATOR`` (a deployment names the person), else the login and host."""
-    return os.environ.get("ELT_OPERATOR") or f"{getpass.getuser()}@{os.uname().nodename}"
-
-
 @flow(name="privacy-forget", log_prints=False)
 def privacy_forget(request_id: str, warehouse: str | None = None) -> ErasureReport:
     """Erase the subject handed over with ``submit`` from every place of the PII map."""
@@ -116,18 +123,24 @@ def erase(settings: Settings, subject: Subject, request_id: str) -> ErasureRepor
     finds = WarehouseFinds(settings)
     with warehouse_session(settings) as session:
         places = [p for p in privacy_map(catalog(settings, session), project.contents) if p.stores_rows]
-        found = linked_identifiers(subject, places, session.rows, finds)
+        found = linked_identifiers({subject.kind: {subject.value}}, places, session.rows, finds)
+        resumed = identifiers_hashed_as(unfinished(settings), key, places, session.rows, finds)
+        if resumed:
+            found = linked_identifiers(_merged(found, resumed), places, session.rows, finds)
+            report.notes.append(f"also completes an interrupted erasure: {describe(resumed)}")
     report.identifiers = describe(found)
     log.info("request %s: %s, %d places in the map", request_id, report.identifiers, len(places))
     report.tombstones_added = len(add_tombstones(settings, key, found, request_id, requested_at))
     forgotten = Tombstones(key, frozenset(hashes_of(key, found)))
-    # this environment's published marts change only by a publish, as after a run
+    # this environment's published marts change only by a publish, as after a run; the
+    # places linking identifiers go last, so that an interrupted erasure can be resumed
     published = f"{settings.dbt_schema}_marts".lower()
     by_publish = [p for p in places if p.kind == MART and p.schema == published]
+    linking = [p for p in places if links(p)]
     with warehouse_session(settings) as session:
         before = {p.name: _counts(session, finds, p, found, forgotten) for p in places}
         for place in places:
-            if before[place.name][1] and place not in by_publish:
+            if before[place.name][1] and place not in by_publish and place not in linking:
                 _erase(session, finds, place, found, forgotten)
     try:
         _publish(settings, project, places, before, report)
@@ -137,7 +150,7 @@ def erase(settings: Settings, subject: Subject, request_id: str) -> ErasureRepor
             f"publish failed, published marts erased in place: {redact(str(exc), secrets)[:300]}"
         )
     with warehouse_session(settings) as session:
-        for place in by_publish:
+        for place in [*by_publish, *linking]:
             if _counts(session, finds, place, found, forgotten)[1]:
                 _erase(session, finds, place, found, forgotten)
         after = {p.name: _counts(session, finds, p, found, forgotten) for p in places}
@@ -152,9 +165,28 @@ def erase(settings: Settings, subject: Subject, request_id: str) -> ErasureRepor
             )
         )  # fmt: skip
     record(settings, "erasures", report.records)
+    _shorten_time_travel(settings, [p for p in places if before[p.name][1]], report)
     settings.warehouse.compact(settings)
     log.info("request %s: %d rows erased in %d tables", request_id, report.rows_erased, _touched(report))
     return report
+
+
+def _shorten_time_travel(settings: Settings, touched: list[Place], report: ErasureReport) -> None:
+    """The warehouse's old versions of the erased tables kept as briefly as it allows; a
+    warehouse (or emulator) that refuses is noted in the report, never a failed erasure."""
+    statements = settings.warehouse.retention_sql(settings, [(p.schema, p.table) for p in touched])
+    if not statements:
+        return
+    try:
+        with warehouse_session(settings) as session:
+            for statement in statements:
+                session.execute(statement)
+    except Exception as exc:
+        report.notes.append(f"time travel not shortened: {first_line(exc)}")
+
+
+def _merged(first: Identifiers, second: Identifiers) -> Identifiers:
+    return {kind: first.get(kind, set()) | second.get(kind, set()) for kind in {*first, *second}}
 
 
 def _touched(report: ErasureReport) -> int:

@@ -34,7 +34,7 @@ def export(settings: Settings, subject: Subject) -> dict[str, Any]:
     held = []
     with warehouse_session(settings) as session:
         places = [p for p in privacy_map(catalog(settings, session), project.contents) if p.stores_rows]
-        found = linked_identifiers(subject, places, session.rows, finds)
+        found = linked_identifiers({subject.kind: {subject.value}}, places, session.rows, finds)
         key = tombstone_key(settings)
         forgotten = Tombstones(key, frozenset(hashes_of(key, found)))
         for place in places:

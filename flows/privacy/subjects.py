@@ -11,7 +11,7 @@ A subject's values never go into a log, an error or a Prefect parameter: ``repr`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,32 +76,58 @@ class Finds(Protocol):
     def identifier_columns(self, place: Place) -> list[tuple[str, str]]: ...
 
 
+def links(place: Place) -> bool:
+    """Whether a place ties a person's identifiers together (a source's customer table, the
+    snapshot): where the other identifiers of someone are found."""
+    return place.kind in (RAW, SNAPSHOT) and len({s.kind for s in place.subjects()}) > 1
+
+
 def linked_identifiers(
-    subject: Subject, places: Iterable[Place], run_sql: RunSql, finds: Finds
+    start: Identifiers, places: Iterable[Place], run_sql: RunSql, finds: Finds
 ) -> Identifiers:
-    """The subject's identifiers and every one linked to them in a source table or snapshot."""
-    found: Identifiers = {subject.kind: {subject.value}}
-    linking = [
-        place
-        for place in places
-        if place.kind in (RAW, SNAPSHOT) and len({s.kind for s in place.subjects()}) > 1
-    ]
+    """``start`` and every identifier linked to them in a source table or snapshot."""
+    found: Identifiers = {kind: set(values) for kind, values in start.items()}
+    linking = [place for place in places if links(place)]
     for _ in range(_MAX_ROUNDS):
         before = _count(found)
         for place in linking:
             where, parameters = finds.where(place, found)
             if not where:
                 continue
-            columns = finds.identifier_columns(place)
-            selected = ", ".join(sql for _, sql in columns)
-            rows = run_sql(f"select distinct {selected} from {finds.table(place)} where {where}", parameters)
-            for row in rows:
-                for (kind, _), value in zip(columns, row, strict=True):
-                    if value is not None and str(value).strip():
-                        found.setdefault(kind, set()).add(normalise(kind, value))
+            for kind, value in _identifiers_in(place, finds, run_sql, where, parameters):
+                found.setdefault(kind, set()).add(value)
         if _count(found) == before:
             break
     return found
+
+
+def identifiers_hashed_as(
+    hashes: frozenset[str], key: bytes, places: Iterable[Place], run_sql: RunSql, finds: Finds
+) -> Identifiers:
+    """The identifiers, still held in a linking place, whose keyed hash is one of ``hashes``.
+
+    How an interrupted erasure is resumed: its tombstones were written first, and the places
+    that link identifiers are erased last, so what is left of the person is found from there.
+    """
+    found: Identifiers = {}
+    for place in (place for place in places if links(place)):
+        for kind, value in _identifiers_in(place, finds, run_sql, "", []):
+            if keyed_hash(key, kind, value) in hashes:
+                found.setdefault(kind, set()).add(value)
+    return found
+
+
+def _identifiers_in(
+    place: Place, finds: Finds, run_sql: RunSql, where: str, parameters: list[Any]
+) -> Iterator[tuple[str, str]]:
+    """(kind, normalised value) of every identifier in ``place``'s rows matching ``where``."""
+    columns = finds.identifier_columns(place)
+    selected = ", ".join(sql for _, sql in columns)
+    condition = f" where {where}" if where else ""
+    for row in run_sql(f"select distinct {selected} from {finds.table(place)}{condition}", parameters):
+        for (kind, _), value in zip(columns, row, strict=True):
+            if value is not None and str(value).strip():
+                yield kind, normalise(kind, value)
 
 
 def _count(found: Mapping[str, set[str]]) -> int:

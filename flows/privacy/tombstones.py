@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dlt_sources.common.privacy import Tombstones, keyed_hash
-from flows.audit import query_audit, record, utc
+from flows.audit import audit_reader, query_audit, record, utc
 from flows.config import Settings
 from flows.errors import ConfigError
 from flows.pii import TOMBSTONE_KEY
@@ -80,6 +80,15 @@ def add_tombstones(
     ]
     record(settings, TABLE, added)
     return added
+
+
+def unfinished(settings: Settings) -> frozenset[str]:
+    """The tombstones of erasures that left no proof: they were interrupted (killed, or the
+    warehouse failed), and the next ``forget`` completes them."""
+    with audit_reader(settings) as read:
+        stones = read(TABLE, "select key_hash, request_id from {table}")
+        done = {request for (request,) in read("erasures", "select distinct request_id from {table}")}
+    return frozenset(key_hash for key_hash, request in stones if request not in done)
 
 
 def hashes_of(key: bytes, found: Identifiers) -> Iterable[str]:

@@ -165,6 +165,11 @@ class Warehouse(ABC):
         """Whether ``text`` contains the statement's next parameter (no LIKE: ``_`` in an email)."""
         return f"contains({text}, %s)"
 
+    def retention_sql(self, settings: Settings, tables: Sequence[tuple[str, str]]) -> list[str]:
+        """After an erasure: statements that shorten how long the warehouse keeps the erased
+        rows' old versions (time travel) for these (schema, table)s; none where it keeps none."""
+        return []
+
     def compact(self, settings: Settings) -> None:
         """After an erasure: make sure deleted rows survive nowhere the warehouse can read back
         (DuckDB rewrites its file); the clouds keep time travel, documented in the README."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flows.errors import ConfigError
 from flows.redact import first_line
+from flows.setting_values import int_setting
 from flows.warehouses.base import ContractDialect, PublishStrategy, Warehouse
 
 if TYPE_CHECKING:
@@ -157,6 +159,16 @@ class BigQuery(Warehouse):
 
     def contains_sql(self, text: str) -> str:
         return f"strpos({text}, %s) > 0"
+
+    def retention_sql(self, settings: Settings, tables: Sequence[tuple[str, str]]) -> list[str]:
+        """The datasets' time travel window at BigQuery's minimum, 48 hours (then 7 days of
+        fail-safe, readable by Google support only; README: Privacy)."""
+        hours = int_setting("PRIVACY__TIME_TRAVEL_HOURS", 48)
+        schemas = sorted({schema for schema, _ in tables})
+        return [
+            f"alter schema {_dataset(settings, s)} set options (max_time_travel_hours = {hours})"
+            for s in schemas
+        ]
 
     def grant_select_sql(self, settings: Settings, schema: str, grantee: str) -> tuple[str, ...] | None:
         """``grantee`` is an IAM principal (``group:analysts@example.com``), granted the reader role."""

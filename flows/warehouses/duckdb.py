@@ -98,10 +98,14 @@ class DuckDB(Warehouse):
         ``CHECKPOINT`` and ``VACUUM`` a deleted email was still in the file's bytes (seen
         here with duckdb 2.0.1). The copy keeps the catalog's name (the file's stem), so views
         naming it still resolve. Call it with the build lock held: nothing else writes then.
+        Killed midway, the original file is whole (the swap is one rename); the next
+        compaction starts over.
         """
         import duckdb
 
         path = settings.duckdb_path
+        with duckdb.connect(str(path)) as con:
+            con.execute("checkpoint")  # no WAL left that could replay onto the new file
         scratch = path.parent / ".compacting" / path.name
         scratch.parent.mkdir(exist_ok=True)
         for stale in (scratch, scratch.with_name(scratch.name + ".wal")):
@@ -112,7 +116,6 @@ class DuckDB(Warehouse):
             con.execute("detach erased_source")
             con.execute("checkpoint")
         os.replace(scratch, path)
-        path.with_name(path.name + ".wal").unlink(missing_ok=True)
         scratch.parent.rmdir()
 
     def drop_schema_sql(self, settings: Settings, schema: str) -> str:

@@ -7,10 +7,11 @@ it is an optional extra (``uv sync --extra snowflake``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flows.errors import ConfigError, cause_chain
-from flows.setting_values import bool_setting
+from flows.setting_values import bool_setting, int_setting
 from flows.warehouses.base import ContractDialect, PublishStrategy, Warehouse, double_quoted
 
 if TYPE_CHECKING:
@@ -160,6 +161,20 @@ class Snowflake(Warehouse):
 
     def json_field_sql(self, column: str, field: str) -> str:
         return f"cast(get_path({column}, '{field}') as varchar)"
+
+    def retention_sql(self, settings: Settings, tables: Sequence[tuple[str, str]]) -> list[str]:
+        """Each table's Time Travel dropped (retention 0 moves the old versions on at once),
+        then set to ``privacy.time_travel_days`` (default 1). Fail-safe keeps permanent tables'
+        old versions 7 more days, readable by Snowflake support only (README: Privacy)."""
+        days = int_setting("PRIVACY__TIME_TRAVEL_DAYS", 1)
+        statements = []
+        for schema, table in tables:
+            name = f"{self._schema(settings, schema)}.{_name(table)}"
+            statements += [
+                f"alter table {name} set data_retention_time_in_days = 0",
+                f"alter table {name} set data_retention_time_in_days = {days}",
+            ]
+        return statements
 
     def grant_select_sql(self, settings: Settings, schema: str, grantee: str) -> tuple[str, ...] | None:
         """``grantee`` is a role; tables created in the schema later are granted too."""

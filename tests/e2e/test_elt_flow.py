@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -37,7 +39,7 @@ from dlt_sources.registry import SOURCES
 from flows.alerts import INCIDENTS_VARIABLE
 from flows.audit import FAILED, LOADED
 from flows.cli import app
-from flows.config import environment, load_settings
+from flows.config import data_dir, environment, load_settings
 from flows.docs import generate_docs
 from flows.docs import serve as serve_docs
 from flows.elt import EltRunFailed, elt
@@ -65,7 +67,7 @@ from tests.support.demo_tables import (
 )
 from tests.support.openlineage import round_trips
 from tests.support.postgres import password_dsn, require_password
-from tests.support.privacy import SHOP_ID, add_person, add_rejected_charge, found, move_person
+from tests.support.privacy import Person, add_person, add_rejected_charge, found, move_person
 from tests.support.pull_requests import models_built, models_selected
 from tests.support.receivers import Received, Request, http_recorder, webhook_receiver
 from tests.support.row_hashes import row_hash
@@ -719,6 +721,7 @@ def test_forget_erases_a_customer_everywhere_and_no_reload_brings_them_back(
     # GIVEN a customer in the shop and in Stripe, loaded three times (three snapshot
     # versions), in every mart, in the rejected records and in a quarantined copy of marts
     person = add_person(sources)
+    add_person(sources, KILLED_MIDWAY)  # forgotten by a later test
     assert elt(sources=["shop", "stripe"]).ok
     move_person(sources, person, "2 Erasure Lane")
     assert elt(sources=["shop"]).ok
@@ -726,13 +729,16 @@ def test_forget_erases_a_customer_everywhere_and_no_reload_brings_them_back(
     add_rejected_charge(sources, person)
     assert elt(sources=["shop", "stripe"]).ok
     run_dbt_operation("quarantine_marts", {"tables": ["dim_customers", "fct_orders"], "run_id": "privacy"})
-    snapshot = f"select count(*) from analytics_snapshots.snap_shop__customers where customer_id = {SHOP_ID}"
+    snapshot = (
+        f"select count(*) from analytics_snapshots.snap_shop__customers where customer_id = {person.shop_id}"
+    )
     assert query(path, snapshot) == [(3,)]
     hashes = query(
-        path, f"select email_hash from analytics_marts.dim_customers where customer_id = {SHOP_ID}"
+        path, f"select email_hash from analytics_marts.dim_customers where customer_id = {person.shop_id}"
     )
     needles = person.needles(hashes[0][0])
-    holding = {where for where, _ in found(warehouse_texts(path), needles)}
+    views = {f"{schema}.{name}" for schema, name in query(path, VIEWS)}
+    holding = {where for where, _ in found(warehouse_texts(path), needles)} - views
     assert {
         "raw_shop.customers",
         "raw_shop.orders",
@@ -750,35 +756,52 @@ def test_forget_erases_a_customer_everywhere_and_no_reload_brings_them_back(
     } <= holding, holding
     assert person.stripe_id.encode() in path.read_bytes()
     revenue = published_marts(path)["fct_revenue_daily"]
+    # WHEN everything held about them is exported, asked for by their shop customer id
+    exported = CliRunner().invoke(app, ["privacy", "export", "--subject", f"shop_customer:{person.shop_id}"])
+    assert exported.exit_code == 0, exported.output
+    document = json.loads(exported.stdout)
+    # THEN it is exactly their rows, in every table that holds them, as a text search finds them
+    assert document["identifiers"] == {
+        "email": [person.email.lower()],
+        "shop_customer": [str(person.shop_id)],
+        "stripe_customer": [person.stripe_id],
+    }
+    exported_rows = {table["table"]: table["rows"] for table in document["tables"]}
+    assert set(exported_rows) == holding
+    assert {table: len(rows) for table, rows in exported_rows.items()} == {
+        table: rows_mentioning(path, table, needles) for table in holding
+    }
+    assert exported_rows["raw_shop.customers"][0]["street_address"] == "3 Erasure Lane"
     # WHEN the person is forgotten, asked for by email as someone typed it
     result = CliRunner().invoke(app, ["privacy", "forget", "--subject", person.subject])
     evidence.append(("elt privacy forget output", result.output))
     assert result.exit_code == 0, result.output
     assert "3 identifiers (1 email, 1 shop_customer, 1 stripe_customer)" in result.output
     # THEN no table of the warehouse holds their email, ids or mart hash, nor do the file's
-    # freed blocks, dlt's working folders or the runs' Prefect logs, artifacts and parameters
+    # freed blocks, dlt's working folders, the logs or the runs' Prefect logs, artifacts and
+    # parameters
     assert found(warehouse_texts(path), needles) == []
     assert person.stripe_id.encode() not in path.read_bytes()
-    assert found(file_texts(settings.pipelines_dir), needles) == []
+    assert found(file_texts(settings.pipelines_dir, data_dir() / "logs"), needles) == []
     assert found(prefect_texts(flow_run_ids_since(started)), needles) == []
     # AND the revenue marts did not change: the payments stay, without the person
     assert published_marts(path)["fct_revenue_daily"] == revenue
     # AND the proof names every place, rows before and after, the person only as a keyed hash
-    proof = {
-        place: (action, before, after, subject)
-        for place, action, before, after, subject in query(
-            path,
-            "select place, action, subject_rows_before, subject_rows_after, subject_hash"
-            " from elt_audit.erasures",
-        )
-    }
+    proof = erasure_proof(path)
     assert proof["raw_shop.customers"][:3] == ("deleted", 1, 0)
     assert proof["raw_shop.orders"][:3] == ("redacted", 2, 0)
     assert proof["analytics_snapshots.snap_shop__customers"][:3] == ("deleted", 3, 0)
     assert proof["raw_stripe._rejected_records"][:3] == ("deleted", 1, 0)
     assert proof["analytics_marts.dim_customers"][:3] == ("deleted", 3, 0)
+    assert {place for place, (action, *_) in proof.items() if action != "nothing held"} == holding
     assert all(after == 0 for _, _, after, _ in proof.values())
     assert {len(subject) for *_, subject in proof.values()} == {64}
+    # AND the operator audit has both commands, the person only as keyed hashes
+    operations = query(
+        path, "select command, arguments from elt_audit.operations where command like 'privacy%'"
+    )
+    assert [command for command, _ in operations] == ["privacy export", "privacy forget"]
+    assert all(re.search(r'"(shop_customer|email):[0-9a-f]{64}"', arguments) for _, arguments in operations)
     # WHEN the shop is re-snapshotted and Stripe read again from the start (its state lost)
     resnapshot = CliRunner().invoke(app, ["cdc", "resnapshot", "shop"])
     assert resnapshot.exit_code == 0, resnapshot.output
@@ -796,6 +819,104 @@ def test_forget_erases_a_customer_everywhere_and_no_reload_brings_them_back(
     }
     assert found(warehouse_texts(path), needles) == []
     assert published_marts(path)["fct_revenue_daily"] == revenue
+
+
+def test_forget_refuses_an_unknown_kind_and_proves_a_search_that_found_no_one(
+    sources: DemoSources, first_run: dict[str, int]
+) -> None:
+    path = load_settings().duckdb_path
+    unknown = CliRunner().invoke(app, ["privacy", "forget", "--subject", "phone:+49 30 1234567"])
+    assert unknown.exit_code == 1
+    assert unknown.output.strip().splitlines() == [
+        "error: unknown subject kind 'phone' (--subject); the kinds are email, shop_customer, stripe_customer"
+    ]
+    nobody = CliRunner().invoke(app, ["privacy", "forget", "--subject", "email:nobody.here@example.com"])
+    assert nobody.exit_code == 0, nobody.output
+    assert "nothing held about this person: nothing erased" in nobody.output
+    request = re.search(r"request_id = '([^']+)'", nobody.output).group(1)
+    rows = query(
+        path,
+        "select subject_rows_before, subject_rows_after from elt_audit.erasures"
+        f" where request_id = '{request}'",
+    )
+    assert len(rows) > 10 and set(rows) == {(0, 0)}
+
+
+def test_a_forget_killed_midway_completes_when_run_again_and_no_mart_is_half_erased(
+    sources: DemoSources, first_run: dict[str, int]
+) -> None:
+    path = load_settings().duckdb_path
+    # GIVEN another person in every mart (loaded with the first one, above)
+    person = KILLED_MIDWAY
+    before = person_rows_in_marts(path, person)
+    assert all(before.values()), before
+    # WHEN their erasure is killed (SIGKILL) at a random moment after it found them
+    logs = data_dir() / "logs"
+    seen = set(logs.glob("*.log"))
+    forget = subprocess.Popen(
+        [ELT, "privacy", "forget", "--subject", person.subject],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_log_line(logs, seen, "places in the map", forget)
+    time.sleep(random.uniform(0, 4))
+    forget.kill()
+    forget.wait()
+    # THEN each published mart holds all of the person's rows or none of them
+    after_kill = person_rows_in_marts(path, person)
+    assert all(after_kill[mart] in (0, before[mart]) for mart in before), (before, after_kill)
+    # AND the same command, run again, erases them everywhere
+    again = CliRunner().invoke(app, ["privacy", "forget", "--subject", person.subject])
+    assert again.exit_code == 0, again.output
+    assert found(warehouse_texts(path), person.needles()) == []
+
+
+KILLED_MIDWAY = Person("Kill.Me.Midway@example.com", 876_543_219, "cus_privacyKillMe0002")
+VIEWS = "select table_schema, table_name from information_schema.tables where table_type = 'VIEW'"
+ELT = str(Path(sys.executable).with_name("elt"))
+
+
+def rows_mentioning(path: Path, table: str, needles: list[str]) -> int:
+    """Rows of ``table`` whose text (every column, as DuckDB prints a row) holds a needle."""
+    schema, name = table.split(".", 1)
+    condition = " or ".join(["contains(lower(cast(t as varchar)), ?)"] * len(needles))
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(
+            f'select count(*) from "{schema}"."{name}" as t where {condition}', needles
+        ).fetchone()[0]
+
+
+def erasure_proof(path: Path) -> dict[str, tuple[str, int, int, str]]:
+    """The last erasure's proof: place → (action, person's rows before, after, subject hash)."""
+    rows = query(
+        path,
+        "select place, action, subject_rows_before, subject_rows_after, subject_hash from elt_audit.erasures"
+        " where request_id = (select max_by(request_id, finished_at) from elt_audit.erasures)",
+    )
+    return {place: (action, before, after, subject) for place, action, before, after, subject in rows}
+
+
+def person_rows_in_marts(path: Path, person: Person) -> dict[str, int]:
+    """Per published mart naming shop customers: the person's rows (by their shop id)."""
+    return {
+        mart: query(
+            path, f"select count(*) from analytics_marts.{mart} where customer_id = {person.shop_id}"
+        )[0][0]
+        for mart in ("dim_customers", "fct_orders", "fct_order_items", "fct_payments")
+    }
+
+
+def wait_for_log_line(
+    logs: Path, seen: set[Path], line: str, process: subprocess.Popen, timeout: float = 120
+) -> None:
+    """Until a new log file in ``logs`` has ``line`` (the process must still be running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the forget ended before it could be killed"
+        if any(line in log.read_text(errors="replace") for log in set(logs.glob("*.log")) - seen):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {line!r} in a new log of {logs} after {timeout}s")
 
 
 def test_unreachable_source_fails_with_one_line_and_touches_nothing(

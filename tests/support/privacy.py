@@ -19,17 +19,18 @@ import psycopg2
 from standins import DemoSources
 from standins.dataset import charge_object
 
-SHOP_ID = 987_654_321
-ORDER_IDS = (987_654_001, 987_654_002)
-STRIPE_ID = "cus_privacyForgetMe0001"
-EMAIL = "Forget.Me.Please@example.com"
-
 
 @dataclass(frozen=True)
 class Person:
-    email: str = EMAIL
-    shop_id: int = SHOP_ID
-    stripe_id: str = STRIPE_ID
+    email: str = "Forget.Me.Please@example.com"
+    shop_id: int = 987_654_321
+    stripe_id: str = "cus_privacyForgetMe0001"
+
+    @property
+    def order_ids(self) -> tuple[int, int]:
+        """Two orders, numbered near the customer id but never containing it."""
+        base = self.shop_id // 1000 * 1000
+        return base + 1, base + 2
 
     @property
     def subject(self) -> str:
@@ -56,7 +57,7 @@ def add_person(sources: DemoSources, person: Person = Person()) -> Person:
             "insert into customers values (%s, %s, 'Forget', 'Me', '1 Erasure Lane', 'DE', %s, %s)",
             (person.shop_id, person.email, now - timedelta(days=30), now),
         )
-        for order_id in ORDER_IDS:
+        for order_id in person.order_ids:
             cur.execute(
                 "insert into orders values (%s, %s, 'paid', 'USD', %s, %s)",
                 (order_id, person.shop_id, now - timedelta(days=2), now),
@@ -65,7 +66,7 @@ def add_person(sources: DemoSources, person: Person = Person()) -> Person:
         product, price = cur.fetchone()
         cur.execute(
             "insert into order_items values (%s, %s, %s, 2, %s, %s)",
-            (ORDER_IDS[0], ORDER_IDS[0], product, price, now),
+            (person.order_ids[0], person.order_ids[0], product, price, now),
         )
     conn.close()
     created = int(time.time())
@@ -82,7 +83,12 @@ def add_person(sources: DemoSources, person: Person = Person()) -> Person:
         },
     )
     charge = charge_object(
-        random.Random(7), ORDER_IDS[0], person.stripe_id, int(price * 200), created, "succeeded"
+        random.Random(person.shop_id),
+        person.order_ids[0],
+        person.stripe_id,
+        int(price * 200),
+        created,
+        "succeeded",
     )
     sources.stripe.add("charges", charge)
     return person
@@ -102,7 +108,12 @@ def add_rejected_charge(sources: DemoSources, person: Person) -> None:
     """A charge of the person with an amount beyond 64 bits: quarantined into
     ``raw_stripe._rejected_records``, the record kept as JSON text."""
     charge = charge_object(
-        random.Random(8), ORDER_IDS[1], person.stripe_id, 2**63, int(time.time()), "failed"
+        random.Random(person.shop_id + 1),
+        person.order_ids[1],
+        person.stripe_id,
+        2**63,
+        int(time.time()),
+        "failed",
     )
     sources.stripe.add("charges", charge)
 
