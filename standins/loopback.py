@@ -1,8 +1,10 @@
 """Plumbing shared by the HTTP stand-ins: a quiet keep-alive handler and a server on
-127.0.0.1 (free port) run in a daemon thread for the length of a ``with`` block."""
+127.0.0.1 (free port) run in a daemon thread for the length of a ``with`` block, speaking
+HTTPS when given a server-side TLS context (tests of the sources' certificate checks)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,20 +26,28 @@ class QuietHandler(BaseHTTPRequestHandler):
 
 
 class LoopbackServer(ThreadingHTTPServer):
-    """Binds 127.0.0.1 on a free port; ``state`` becomes attributes the handlers read."""
+    """Binds 127.0.0.1 on a free port; ``state`` becomes attributes the handlers read.
+
+    With ``tls`` every accepted connection is wrapped in that server-side context (HTTPS).
+    """
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], **state: Any) -> None:
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None, **state: Any
+    ) -> None:
         super().__init__(("127.0.0.1", 0), handler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+        self.scheme = "https" if tls else "http"
         for name, value in state.items():
             setattr(self, name, value)
 
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
 
 @contextmanager

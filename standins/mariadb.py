@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from standins.postgres import free_port
+from standins.tls import ServerCertificate
 
 SERVER_BINARIES = ("mariadbd", "mysqld")
 INSTALL_DB = "mariadb-install-db"
@@ -73,9 +74,24 @@ def _wait_ready(socket: Path, process: subprocess.Popen[bytes], log: Path, timeo
             time.sleep(0.2)
 
 
+def _tls_options(datadir: Path, tls: ServerCertificate, user: str | None) -> list[str]:
+    """The certificate files in ``datadir`` and the options that make TCP clients use them:
+    ``require_secure_transport`` refuses unencrypted TCP (the Unix socket stays open)."""
+    authority, certificate, key = tls.write_files(datadir, user)
+    return [
+        "--require-secure-transport=ON",
+        f"--ssl-ca={authority}",
+        f"--ssl-cert={certificate}",
+        f"--ssl-key={key}",
+    ]
+
+
 @contextmanager
-def running_mariadb(datadir: Path) -> Iterator[MariaDbServer]:
-    """Initialise ``datadir``, start the server with a password account ``elt``, stop it on exit."""
+def running_mariadb(datadir: Path, tls: ServerCertificate | None = None) -> Iterator[MariaDbServer]:
+    """Initialise ``datadir``, start the server with a password account ``elt``, stop it on exit.
+
+    With ``tls`` the server presents that certificate and refuses unencrypted TCP connections.
+    """
     binary = server_binary()
     if binary is None:
         raise RuntimeError("mariadbd is not installed (apt-get install mariadb-server)")
@@ -99,6 +115,7 @@ def running_mariadb(datadir: Path) -> Iterator[MariaDbServer]:
         timeout=120,
     )
     port, socket, log = free_port(), datadir / "mysqld.sock", datadir / "server.log"
+    secure = _tls_options(datadir, tls, user) if tls else []
     process = subprocess.Popen(
         [
             binary,
@@ -112,6 +129,7 @@ def running_mariadb(datadir: Path) -> Iterator[MariaDbServer]:
             "--skip-name-resolve",
             "--innodb-flush-log-at-trx-commit=0",
             "--character-set-server=utf8mb4",
+            *secure,
             *owner,
         ],
         stdout=subprocess.DEVNULL,

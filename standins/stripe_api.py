@@ -32,6 +32,7 @@ import bisect
 import contextlib
 import fnmatch
 import random
+import ssl
 import threading
 import time
 from collections import Counter
@@ -670,13 +671,14 @@ class _StripeHandler(QuietHandler):
 
 
 @contextmanager
-def serve_stripe(store: StripeStore, api_key: str) -> Iterator[str]:
+def serve_stripe(store: StripeStore, api_key: str, tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """Serve ``store`` on 127.0.0.1 (free port) in a daemon thread; yield the base URL.
 
-    The server is shut down and its socket closed when the block exits.
+    With ``tls`` (a server-side context) it serves HTTPS. The server is shut down and its
+    socket closed when the block exits.
     """
     if not api_key:
         raise ValueError("api_key must be a non-empty string")
-    server = LoopbackServer(_StripeHandler, store=store, api_key=api_key)
+    server = LoopbackServer(_StripeHandler, tls, store=store, api_key=api_key)
     with serving(server):
         yield server.base_url

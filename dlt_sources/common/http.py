@@ -6,24 +6,33 @@ truncated or invalid JSON bodies retried with exponential backoff that honours
 setting to fix but never a secret (neither the credential nor secrets in query
 strings). A source subclasses :class:`ApiClient` only for its own quirks
 (error body shape, vendor retry hints, pagination).
+
+Encryption in transit is the client's too: the server's certificate is verified (against
+``sources.<name>.ca_bundle`` when set, else the system's CAs) and a refused one fails at
+once naming that setting; plain ``http://`` is refused before any request unless the host
+is this machine or ``sources.<name>.allow_insecure_http`` is true.
 """
 
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
+import dlt
 import orjson
 import requests
 import urllib3
 
 from dlt_sources.common.rejects import tolerant_loads
-from dlt_sources.errors import SourceError, SourceUnreachable
+from dlt_sources.errors import WRONG_HOST, SourceError, SourceUnreachable, refused_certificate
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 AUTH_STATUSES = frozenset({401, 403})
@@ -49,6 +58,11 @@ class ApiUnreachable(SourceUnreachable):
     """The API could not be reached (DNS, refused, timeout) after all retries."""
 
 
+class InsecureTransport(SourceError):
+    """The API's certificate was refused, or its URL is plain http to another machine:
+    a setting to fix, never retried."""
+
+
 @dataclass(frozen=True)
 class SourceSettings:
     """Names used in error messages: what a person must look at to fix a failure."""
@@ -61,11 +75,79 @@ class SourceSettings:
     def env_name(setting: str) -> str:
         return setting.upper().replace(".", "__")
 
+    def hint(self, setting: str) -> str:
+        return f"`{setting}` (env {self.env_name(setting)})"
+
     def credential_hint(self) -> str:
-        return f"`{self.credential_setting}` (env {self.env_name(self.credential_setting)})"
+        return self.hint(self.credential_setting)
 
     def base_url_hint(self) -> str:
-        return f"`{self.base_url_setting}` (env {self.env_name(self.base_url_setting)})"
+        return self.hint(self.base_url_setting)
+
+    @property
+    def ca_bundle_setting(self) -> str:
+        return f"sources.{self.source}.ca_bundle"
+
+    @property
+    def insecure_http_setting(self) -> str:
+        return f"sources.{self.source}.allow_insecure_http"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: ``localhost``, 127.0.0.0/8 or ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(url: str, names: SourceSettings, allow_insecure_http: bool, where: str) -> None:
+    """Refuse plain http to another machine: the credential and the data would cross the network
+    unencrypted. Loopback stays allowed (the demo's and the tests' stand-ins); ``where`` says
+    which setting or link gave the URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(host):
+        raise InsecureTransport(
+            f"{names.source} source: {where} is plain http to {host}, which would send the credential "
+            f"and the data unencrypted; use https://, or set {names.hint(names.insecure_http_setting)} "
+            "to true to allow it."
+        )
+
+
+def checked_ca_bundle(ca_bundle: str | None, names: SourceSettings) -> str | None:
+    """The CA file (or folder) the server's certificate is verified against; None: the system's."""
+    if ca_bundle and not Path(ca_bundle).exists():
+        raise InsecureTransport(
+            f"{names.source} source: {names.hint(names.ca_bundle_setting)} names {ca_bundle}, which "
+            "does not exist; set it to the PEM file of the CA that signs the API's certificate."
+        )
+    return ca_bundle or None
+
+
+def transport_settings(source: str) -> dict[str, Any]:
+    """``sources.<source>.ca_bundle`` and ``.allow_insecure_http`` as :class:`ApiClient` keyword
+    arguments, for a source that looks its settings up by name (a declarative one); a Python
+    source takes them as arguments of its ``@dlt.source`` function instead."""
+    return {
+        "ca_bundle": dlt.config.get(f"sources.{source}.ca_bundle", str),
+        "allow_insecure_http": bool(dlt.config.get(f"sources.{source}.allow_insecure_http", bool)),
+    }
+
+
+def _verification_error(error: object, depth: int = 0) -> ssl.SSLCertVerificationError | None:
+    """The certificate check's own error inside what requests raised (urllib3 nests it in
+    ``args`` and ``reason``)."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return error
+    if not isinstance(error, BaseException) or depth > 4:
+        return None
+    for inner in (*error.args, getattr(error, "reason", None)):
+        if (found := _verification_error(inner, depth + 1)) is not None:
+            return found
+    return None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -132,6 +214,8 @@ class ApiClient:
         max_retries: int = 3,
         backoff_factor: float = 0.5,
         max_backoff: float = 30.0,
+        ca_bundle: str | None = None,
+        allow_insecure_http: bool = False,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -139,8 +223,12 @@ class ApiClient:
             raise SourceError(
                 f"{names.source} source: {names.base_url_hint()} must be an http(s) URL, got {base_url!r}."
             )
+        check_transport(base_url, names, allow_insecure_http, names.base_url_hint())
         self.base_url = base_url.rstrip("/")
         self.names = names
+        self.allow_insecure_http = allow_insecure_http
+        # passed with every request: a session's own `verify` loses to REQUESTS_CA_BUNDLE
+        self.ca_bundle = checked_ca_bundle(ca_bundle, names)
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
         self.backoff_factor = backoff_factor
@@ -165,8 +253,9 @@ class ApiClient:
         self.close()
 
     def url_for(self, path: str) -> str:
-        if path.startswith(("http://", "https://")):
-            return path  # e.g. a `Link: rel="next"` URL
+        if path.startswith(("http://", "https://")):  # e.g. a `Link: rel="next"` URL
+            check_transport(path, self.names, self.allow_insecure_http, f"the link {safe_url(path)}")
+            return path
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def get(
@@ -192,10 +281,17 @@ class ApiClient:
             try:
                 self.requests_made += 1
                 response = self.session.get(
-                    url, params=params, headers=headers, timeout=self.timeout, stream=True
+                    url,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout,
+                    stream=True,
+                    verify=self.ca_bundle,
                 )
                 content = _read_body(response)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if (refused := _verification_error(exc)) is not None:
+                    raise self.certificate_error(url, refused) from None
                 problem = type(exc).__name__
                 if attempt >= self.max_retries:
                     raise ApiUnreachable(
@@ -244,6 +340,21 @@ class ApiClient:
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.get(path, params)[1]
+
+    def certificate_error(self, url: str, refused: ssl.SSLCertVerificationError) -> InsecureTransport:
+        """The server's certificate was refused: name the setting that fixes it."""
+        reason = refused.verify_message or str(refused)
+        if refused_certificate(reason) == WRONG_HOST:
+            fix = f"{self.names.base_url_hint()} must use a host name the certificate holds"
+        else:
+            fix = (
+                f"set {self.names.hint(self.names.ca_bundle_setting)} to the PEM file of the CA "
+                "that signed it"
+            )
+        return InsecureTransport(
+            f"{self.names.source} source: the TLS certificate of {safe_url(url)} was refused "
+            f"({reason}); {fix}."
+        )
 
     # --- hooks a source may override -------------------------------------------------
     def should_retry(self, response: requests.Response) -> bool:

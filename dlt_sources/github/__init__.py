@@ -89,6 +89,8 @@ def github_source(
     schema_policy: str = settings.SCHEMA_POLICY,
     bad_records: str = "quarantine",
     max_string_bytes: int = MAX_STRING_BYTES,
+    ca_bundle: str | None = None,
+    allow_insecure_http: bool = False,
 ) -> list[DltResource]:
     """GitHub issues, pull requests, issue comments and releases of `repositories`.
 
@@ -98,6 +100,8 @@ def github_source(
     `schema_policy` (evolve | discard | freeze) decides what a field whose type
     changed does (see `dlt_sources.common.schema_policy`); `bad_records` (quarantine | fail)
     what a record that cannot load faithfully does (see `dlt_sources.common.rejects`).
+    `ca_bundle` (a CA file that the API's certificate is verified against) and
+    `allow_insecure_http` are checked by the shared client (`dlt_sources.common.http`).
     """
     repos = validate_repositories(repositories)
     policy = check_policy("github", schema_policy)
@@ -106,8 +110,6 @@ def github_source(
         raise ValueError(f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}")
     initial: datetime | None = parse_timestamp(initial_since)
     quarantines = {table: Quarantine("github", bad_records, max_string_bytes) for table in settings.RESOURCES}
-    # Fail fast on an empty token / malformed URL before any resource runs.
-    GitHubClient(access_token, base_url).close()
 
     def client() -> GitHubClient:
         return GitHubClient(
@@ -118,7 +120,12 @@ def github_source(
             backoff_factor=backoff_factor,
             max_rate_limit_wait=max_rate_limit_wait,
             secondary_rate_limit_wait=secondary_rate_limit_wait,
+            ca_bundle=ca_bundle,
+            allow_insecure_http=allow_insecure_http,
         )
+
+    # Fail fast on an empty token, a malformed or plain-http URL, a missing CA file before any resource runs.
+    client().close()
 
     def list_endpoint(table: str) -> Iterator[pa.Table]:
         """Every configured repository's pages of one endpoint, as Arrow tables."""

@@ -22,7 +22,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
-from dlt_sources.errors import SourceError, SourceUnreachable, connection_error
+from dlt_sources.errors import SourceError, SourceUnreachable, connection_error, refused_certificate
 from dlt_sources.postgres_cdc.arrow_types import SESSION_OPTIONS
 from dlt_sources.postgres_cdc.catalog import SlotLost, safe_dsn
 from dlt_sources.postgres_cdc.changes import ChangeLog
@@ -71,10 +71,12 @@ def replication_connection(dsn: str, source: str) -> Any:
             connect_timeout=10,
         )
     except psycopg2.OperationalError as exc:
+        reason = (str(exc).strip().splitlines() or ["?"])[0]
+        note = "" if refused_certificate(reason) else "; the role needs the REPLICATION attribute"
         raise connection_error(
             f"source {source}: cannot open a replication connection to {safe_dsn(dsn)} "
-            f"(setting sources.{source}.credentials; the role needs the REPLICATION attribute)",
-            (str(exc).strip().splitlines() or ["?"])[0],
+            f"(setting sources.{source}.credentials{note})",
+            reason,
         ) from None
 
 

@@ -36,7 +36,7 @@ from dlt.extract.source import DltSource
 from dlt_sources.common.arrow import quiet_expected_hint_warnings, records_to_arrow
 from dlt_sources.common.background import read_ahead
 from dlt_sources.common.declared import declared_in
-from dlt_sources.common.http import ApiClient, SourceSettings
+from dlt_sources.common.http import ApiClient, SourceSettings, transport_settings
 from dlt_sources.common.lineage import Origin, api_namespace
 from dlt_sources.common.rejects import CastFlags, Quarantine, configured, tolerant_loads
 from dlt_sources.common.schema_policy import enforce
@@ -129,8 +129,10 @@ def _client_factory(config: RestSourceConfig) -> Callable[[], ApiClient]:
         base_url_setting=_setting_of(raw["base_url"]) or f"{config.file.name}: client.base_url",
     )
 
+    transport = transport_settings(config.name)
+
     def make() -> ApiClient:
-        api = ApiClient(client["base_url"], names, headers=headers, secrets=secrets)
+        api = ApiClient(client["base_url"], names, headers=headers, secrets=secrets, **transport)
         api.auth_query = query  # type: ignore[attr-defined]
         _pin_environment(api.session, api.base_url)
         return api
@@ -144,8 +146,9 @@ def _pin_environment(session: requests.Session, base_url: str) -> None:
 
     Why: with ``trust_env`` requests rescans ``os.environ`` for proxies on each call
     (~0.6 s per 1,000 pages here). The same settings apply: ``HTTP(S)_PROXY`` honouring
-    ``NO_PROXY`` for this API's host, and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``. Only
-    ``.netrc`` credentials are no longer picked up; a declared source sets its auth itself.
+    ``NO_PROXY`` for this API's host, and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (which
+    ``sources.<name>.ca_bundle`` overrides). Only ``.netrc`` credentials are no longer picked
+    up; a declared source sets its auth itself.
     """
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")

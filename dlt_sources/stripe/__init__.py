@@ -73,6 +73,8 @@ def stripe_source(
     schema_policy: str = settings.SCHEMA_POLICY,
     bad_records: str = "quarantine",
     max_string_bytes: int = MAX_STRING_BYTES,
+    ca_bundle: str | None = None,
+    allow_insecure_http: bool = False,
 ) -> list[DltResource]:
     """Stripe objects as merge resources kept current through the events feed.
 
@@ -80,7 +82,9 @@ def stripe_source(
     `SOURCES__STRIPE__BASE_URL`, ...). `initial_created` (unix seconds) bounds the
     first (full) sync; `schema_policy` (evolve | freeze | discard) decides what a field
     that changes type does; `bad_records` (quarantine | fail) what an object that cannot
-    load faithfully does (see `dlt_sources.common.rejects`).
+    load faithfully does (see `dlt_sources.common.rejects`). `ca_bundle` (a CA file that
+    the API's certificate is verified against) and `allow_insecure_http` are checked by
+    the shared client (`dlt_sources.common.http`).
     """
     if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{settings.MAX_PAGE_SIZE}, got {page_size}")
@@ -91,8 +95,6 @@ def stripe_source(
             f"{', '.join(settings.SCHEMA_POLICIES)}, got {schema_policy!r}."
         )
     quarantines = {name: Quarantine("stripe", bad_records, max_string_bytes) for name in settings.TABLES}
-    # Fail fast on an empty key / malformed URL before any resource runs.
-    StripeClient(api_key, base_url).close()
 
     def client() -> StripeClient:
         return StripeClient(
@@ -101,7 +103,12 @@ def stripe_source(
             timeout=request_timeout,
             max_retries=max_retries,
             backoff_factor=backoff_factor,
+            ca_bundle=ca_bundle,
+            allow_insecure_http=allow_insecure_http,
         )
+
+    # Fail fast on an empty key, a malformed or plain-http URL, a missing CA file before any resource runs.
+    client().close()
 
     def read_events(
         api: StripeClient, since: int | None, types: tuple[str, ...] | None
