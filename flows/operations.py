@@ -103,10 +103,13 @@ def record_operation(args: Sequence[str]) -> None:
     if path is None or "--help" in args:
         return
     from flows.audit import now, record
-    from flows.config import load_settings
+    from flows.config import ConfigError, load_settings
 
     try:
         settings = load_settings(_warehouse_option(args))
+    except ConfigError:
+        return  # the command itself stops on it, naming the setting
+    try:
         arguments = json.dumps(masked(args, lambda text: _hashed_subject(settings, text)))
         operation = f"op-{uuid.uuid4().hex[:12]}"
         row = OperationRecord(operation, " ".join(path), arguments, operator(), socket.gethostname(), now())

@@ -225,7 +225,8 @@ class TombstoneGuard:
         hits = int(pc.sum(mask).as_py() or 0)
         if declared.policy == DELETE:
             self._count(self.dropped, table, hits)
-            return data.filter(pc.invert(mask))
+            kept = data.filter(pc.invert(mask))
+            return kept if kept.num_rows else None  # nothing left to load: no empty load file
         self._count(self.redacted, table, hits)
         for name in declared.redacted:
             if name in data.schema.names:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows.config import ConfigError, data_dir, load_settings
@@ -60,15 +61,23 @@ def privacy_map_command(warehouse: WarehouseOption = None) -> None:
             places = privacy_map(catalog(settings, session), parse_project(quiet=True).contents)
     except ConfigError as exc:
         _fail(str(exc))
-    table = Table(title="Where people are (PII map)", title_justify="left")
-    for name in ("table", "what", "erasure", "identifiers / personal data"):
-        table.add_column(name, overflow="fold")
+    table = Table(title="Where people are (PII map), by schema", title_justify="left")
+    table.add_column("table", no_wrap=True)
+    table.add_column("what", max_width=12)
+    table.add_column("erasure", no_wrap=True)
+    table.add_column("people by", overflow="fold")
+    table.add_column("personal data", overflow="fold")
+    schema = None
     for place in places:
-        found = [f"{s.column}={s.kind}" for s in place.subjects()]
-        found += [f"{name}: {category}" for name, category in place.privacy.pii.items() if place.column(name)]
-        found += [f"{column}: mentions" for column in place.mentions()]
-        policy = "-" if not place.stores_rows else place.privacy.policy
-        table.add_row(place.name, place.kind, policy, ", ".join(found))
+        if place.schema != schema:
+            schema = place.schema
+            table.add_row(f"[bold]{escape(schema)}[/]", end_section=False)
+        kinds = sorted({s.kind for s in place.subjects()})
+        identifying = {s.column for s in place.subjects()}
+        personal = [name for name in place.privacy.pii if place.column(name) and name not in identifying]
+        personal += [f"{name} (any id)" for name in place.mentions()]
+        policy = place.privacy.policy if place.stores_rows else "-"
+        table.add_row(f"  {place.table}", place.kind, policy, ", ".join(kinds), ", ".join(personal))
     console.print(table)
 
 

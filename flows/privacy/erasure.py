@@ -138,7 +138,7 @@ def erase(settings: Settings, subject: Subject, request_id: str) -> ErasureRepor
     by_publish = [p for p in places if p.kind == MART and p.schema == published]
     linking = [p for p in places if links(p)]
     with warehouse_session(settings) as session:
-        before = {p.name: _counts(session, finds, p, found, forgotten) for p in places}
+        before = _counts(session, finds, places, found, forgotten)
         for place in places:
             if before[place.name][1] and place not in by_publish and place not in linking:
                 _erase(session, finds, place, found, forgotten)
@@ -151,9 +151,9 @@ def erase(settings: Settings, subject: Subject, request_id: str) -> ErasureRepor
         )
     with warehouse_session(settings) as session:
         for place in [*by_publish, *linking]:
-            if _counts(session, finds, place, found, forgotten)[1]:
+            if _counts(session, finds, [place], found, forgotten)[place.name][1]:
                 _erase(session, finds, place, found, forgotten)
-        after = {p.name: _counts(session, finds, p, found, forgotten) for p in places}
+        after = _counts(session, finds, places, found, forgotten)
     hashed, finished = subject.hashed(key), now()
     for place in places:
         (total_before, hits_before), (total_after, hits_after) = before[place.name], after[place.name]
@@ -194,18 +194,30 @@ def _touched(report: ErasureReport) -> int:
 
 
 def _counts(
-    session: WarehouseSession, finds: WarehouseFinds, place: Place, found: Identifiers, forgotten: Tombstones
-) -> tuple[int, int]:
-    """(rows in the table, rows of the person) in ``place``."""
-    where, parameters = person_where(session, finds, place, found, forgotten)
-    if not where:
-        (total,) = session.rows(f"select count(*) from {finds.table(place)}")[0]
-        return int(total), 0
-    total, hits = session.rows(
-        f"select count(*), coalesce(sum(case when {where} then 1 else 0 end), 0) from {finds.table(place)}",
-        parameters,
-    )[0]
-    return int(total), int(hits)
+    session: WarehouseSession,
+    finds: WarehouseFinds,
+    places: list[Place],
+    found: Identifiers,
+    forgotten: Tombstones,
+) -> dict[str, tuple[int, int]]:
+    """(rows in the table, rows of the person) of each place, in as few queries as the
+    warehouse's statement size allows: a cloud warehouse answers each query in 0.1-1 s."""
+    parts = []
+    for index, place in enumerate(places):
+        where, parameters = person_where(session, finds, place, found, forgotten)
+        hits = f"coalesce(sum(case when {where} then 1 else 0 end), 0)" if where else "0"
+        parts.append((f"select {index}, count(*), {hits} from {finds.table(place)}", parameters))
+    counted: dict[str, tuple[int, int]] = {}
+    for start in range(0, len(parts), _UNION_SIZE):
+        batch = parts[start : start + _UNION_SIZE]
+        sql = " union all ".join(part for part, _ in batch)
+        for index, total, hits in session.rows(sql, [value for _, values in batch for value in values]):
+            counted[places[int(index)].name] = (int(total), int(hits))
+    return counted
+
+
+# tables counted per query (one union of that many selects)
+_UNION_SIZE = 50
 
 
 def _erase(

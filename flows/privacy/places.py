@@ -183,6 +183,9 @@ def _dbt_place(
     kind = next((kind for ending, kind in _DBT_SCHEMA_ENDINGS.items() if schema.endswith(ending)), None)
     if kind == QUARANTINE:
         table = table.split("__", 1)[0]  # <mart>__<run id>
+    # a relation dbt left beside the model (a snapshot's or an incremental model's staging
+    # table, a table being swapped in) holds the same rows
+    table = table.removesuffix("__dbt_tmp").removesuffix("__dbt_backup")
     declared = dbt.get(table)
     if declared is None:
         return None

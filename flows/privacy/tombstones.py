@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,7 +52,18 @@ def tombstone_key(settings: Settings) -> bytes:
 
 
 def stored_tombstones(settings: Settings) -> StoredTombstones | None:
-    """The warehouse's tombstones, None when nobody was ever forgotten (a load then pays one query)."""
+    """The warehouse's tombstones, None when nobody was ever forgotten (a load then pays one query).
+
+    Sources load in parallel threads, and two threads making the same dlt pipeline at once
+    trip over its working folder ("Directory not empty"): one reader at a time."""
+    with _READING:
+        return _stored_tombstones(settings)
+
+
+_READING = threading.Lock()
+
+
+def _stored_tombstones(settings: Settings) -> StoredTombstones | None:
     rows = query_audit(settings, TABLE, "select key_hash, key_id, forgotten_at from {table}")
     if not rows:
         return None

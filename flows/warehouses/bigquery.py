@@ -149,9 +149,11 @@ class BigQuery(Warehouse):
         return _backquoted(column)
 
     def text_sql(self, column: str, data_type: str) -> str:
-        """A JSON column as its JSON text: BigQuery casts no JSON to STRING."""
+        """A JSON column as its JSON text: BigQuery casts no JSON to STRING. A JSON value that
+        is itself a string holding JSON (as a load may store it) is unwrapped first, or its
+        quotes would come back escaped."""
         if data_type.lower() == "json":
-            return f"to_json_string({column})"
+            return f"coalesce(json_value({column}), to_json_string({column}))"
         return f"cast({column} as string)"
 
     def json_field_sql(self, column: str, field: str) -> str:

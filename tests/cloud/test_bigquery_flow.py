@@ -22,10 +22,11 @@ import pytest
 
 from flows.config import ConfigError, load_settings
 from flows.elt import elt
+from flows.report import RunSummary
 from standins import DemoSources
 from tests.emulators.bigquery_server import PROJECT, TOKEN, BigQueryEmulator
 from tests.support import first_runs, pull_requests
-from tests.support.bigquery import client, query
+from tests.support.bigquery import client, query, table_texts
 from tests.support.demo_tables import (
     COUNTED_TABLES,
     assert_marts_show_the_changes,
@@ -35,10 +36,11 @@ from tests.support.demo_tables import (
 )
 from tests.support.first_runs import BigQueryFirstRun
 from tests.support.observations import assert_the_run_observed_itself
+from tests.support.privacy import assert_erased_and_kept_out
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bigquery, pytest.mark.timeout(600)]
 
-N_ORDERS = first_runs.N_ORDERS
+N_ORDERS = first_runs.ORDERS_LOADED
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -135,6 +137,20 @@ def test_source_changes_load_exactly_the_changes(sources: DemoSources, first_run
     assert after["raw_shop.customers"] == first_run["raw_shop.customers"]  # merged, not appended
     # AND the marts reflect them
     assert_marts_show_the_changes(query, changes)
+
+
+def test_forget_erases_a_customer_everywhere_and_no_reload_brings_them_back(
+    first_run: dict[str, int],
+) -> None:
+    # GIVEN the customer the first run loaded into every place, WHEN forgotten THEN in none,
+    # proven, and no re-read (a CDC re-snapshot, Stripe from the start) brings them back
+    # (tests/support/privacy.py)
+    def run(chosen: list[str]) -> RunSummary:
+        summary = elt(sources=chosen)
+        assert summary.ok, summary.error
+        return summary
+
+    assert_erased_and_kept_out(run, query, table_texts, load_settings().pipelines_dir)
 
 
 # --- misconfiguration: fail fast, name the setting, never show the secret --------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.first_runs import N_ORDERS, FirstRun, SnowflakeFirstRun
+from tests.support.first_runs import ORDERS_LOADED, FirstRun, SnowflakeFirstRun
 
 pytestmark = [
     pytest.mark.e2e,
@@ -29,7 +29,7 @@ def test_every_mart_agrees_across_the_three_warehouses(
 ) -> None:
     duckdb_marts = duckdb_dev_first_run.marts
     assert all(rows > 0 for rows, _ in duckdb_marts.values()), duckdb_marts
-    assert duckdb_marts["fct_orders"][0] == N_ORDERS
+    assert duckdb_marts["fct_orders"][0] == ORDERS_LOADED
     for name, other in (("snowflake", snowflake_first_run.marts), ("bigquery", bigquery_marts)):
         differing = {
             mart: (duckdb_marts[mart], other.get(mart))

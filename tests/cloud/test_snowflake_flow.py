@@ -43,6 +43,7 @@ from tests.support.demo_tables import (
 )
 from tests.support.first_runs import SnowflakeFirstRun
 from tests.support.observations import assert_the_run_observed_itself
+from tests.support.privacy import assert_erased_and_kept_out
 from tests.support.snowflake import PASSPHRASE, PASSWORD
 
 pytestmark = [
@@ -51,7 +52,7 @@ pytestmark = [
     pytest.mark.timeout(600),
 ]
 
-N_ORDERS = first_runs.N_ORDERS
+N_ORDERS = first_runs.ORDERS_LOADED
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -188,6 +189,28 @@ def test_source_changes_load_exactly_the_changes(
     # AND the published marts reflect them: new orders paid, moved customers versioned, deletes gone
     assert_marts_show_the_changes(lambda sql: query(snowflake, sql), changes)
     assert_moved_customers_versioned(lambda sql: query(snowflake, sql), changes)
+
+
+def test_forget_erases_a_customer_everywhere_and_no_reload_brings_them_back(
+    first_run: dict[str, int], snowflake: FakeSnowflake
+) -> None:
+    # GIVEN the customer the first run loaded into every place, WHEN forgotten THEN in none,
+    # proven, and no re-read (a CDC re-snapshot, Stripe from the start) brings them back
+    # (tests/support/privacy.py)
+    def run(chosen: list[str]) -> RunSummary:
+        try:
+            summary = elt(sources=chosen)
+        except EltRunFailed as exc:
+            pytest.fail(f"{exc.summary.error}\n--- first failed statements ---\n{snowflake.first_errors()}")
+        assert summary.ok, summary.error
+        return summary
+
+    assert_erased_and_kept_out(
+        run,
+        partial(query, snowflake),
+        partial(snowflake_queries.table_texts, snowflake),
+        load_settings().pipelines_dir,
+    )
 
 
 # --- misconfiguration: fail fast, name the setting, never show the secret --------------------------------

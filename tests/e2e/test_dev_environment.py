@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 from flows.report import RunSummary
-from tests.support.first_runs import DEV_PREFIX, N_ORDERS, FirstRun
+from tests.support.first_runs import DEV_PREFIX, ORDERS_LOADED, FirstRun
 
 pytestmark = [pytest.mark.e2e]
 
@@ -39,7 +39,7 @@ def test_every_schema_the_run_wrote_carries_the_prefix(dev_run: tuple[RunSummary
         }
         assert {name for name in schemas if name != "main" and not name.startswith(PREFIX)} == set()
         (orders,) = con.execute(f"select count(*) from {PREFIX}analytics_marts.fct_orders").fetchone()
-    assert orders == N_ORDERS
+    assert orders == ORDERS_LOADED
     # the gates checked the developer's tables, not production's
     assert summary.contracts and all(result.passed for result in summary.contracts)
     assert all(result.dataset.startswith(PREFIX) for result in summary.contracts)

@@ -22,3 +22,20 @@ def client() -> Any:
 
 def query(sql: str) -> list[tuple[Any, ...]]:
     return [tuple(row.values()) for row in client().query_and_wait(sql, api_timeout=30, wait_timeout=30)]
+
+
+def table_texts() -> list[tuple[str, str]]:
+    """Every value of every table of the project as text, per table (tests/support/privacy.py)."""
+    from tests.support import privacy
+
+    bigquery = client()
+    tables = [
+        (
+            f"{dataset.dataset_id}.{table.table_id}",
+            f"`{bigquery.project}.{dataset.dataset_id}.{table.table_id}`",
+        )
+        for dataset in bigquery.list_datasets()
+        for table in bigquery.list_tables(dataset)
+        if table.table_type == "TABLE"
+    ]
+    return privacy.table_texts(query, tables)

@@ -39,10 +39,13 @@ from tests.emulators.snowflake import FakeSnowflake, running_fakesnow
 from tests.support import bigquery, snowflake
 from tests.support.demo_tables import COUNTED_TABLES
 from tests.support.fingerprints import mart_fingerprints
+from tests.support.privacy import Person, seed_person
 from tests.support.scheduling import BIGQUERY_FIRST_RUN, scope_of
 from tests.support.workers import publish, shared_folder, wait_for, worker_count
 
 N_ORDERS = 200
+# the orders every first run loads: the demo's and the seeded person's (tests/support/privacy.py)
+ORDERS_LOADED = N_ORDERS + len(Person().order_ids)
 # the marts hash personal data with the salt: the same salt everywhere, or no hash would match
 PII_SALT = "the-same-salt-in-every-warehouse"
 # the developer environment whose run is DuckDB's side of the agreement
@@ -100,6 +103,7 @@ def first_run(
     """Start the stand-ins, run the flow once, record counts and mart fingerprints;
     ``failure_details`` adds what explains a failed run (an emulator's log)."""
     with demo_sources(workdir / "state", n_orders=N_ORDERS, durable=False) as sources:
+        seed_person(sources)  # the person the cloud modules forget (tests/support/privacy.py)
         settings = (
             sources.environment()
             | {

@@ -3,6 +3,7 @@ reads through the real connector."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,16 @@ def query(server: FakeSnowflake, sql: str) -> list[tuple[Any, ...]]:
     ):
         cursor.execute(sql)
         return list(cursor.fetchall())
+
+
+def table_texts(server: FakeSnowflake) -> list[tuple[str, str]]:
+    """Every value of every table of the database as text, per table (tests/support/privacy.py)."""
+    from tests.support import privacy
+
+    tables = query(
+        server,
+        "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE'",
+    )
+    return privacy.table_texts(
+        partial(query, server), [(f"{schema}.{table}", f'"{schema}"."{table}"') for schema, table in tables]
+    )

@@ -62,6 +62,8 @@ def test_the_guard_drops_a_forgotten_customers_rows_and_counts_them() -> None:
     kept = guard.apply("customers", batch)
     assert kept.column("id").to_pylist() == [1, 3]
     assert guard.counts() == {"customers": 1}
+    # a batch of nobody else is not loaded at all (no empty load file)
+    assert guard.apply("customers", batch.slice(1, 1)) is None
 
 
 def test_the_guard_redacts_a_kept_table_and_leaves_its_amounts() -> None:
