@@ -60,6 +60,8 @@ class BackfillSummary:
     chunks_loaded: list[str] = field(default_factory=list)
     chunks_skipped: list[str] = field(default_factory=list)
     rows: int = 0
+    # rows of forgotten people the chunks kept out (dropped or redacted; flows/privacy/)
+    kept_out: int = 0
 
 
 def chunks(start: date, end: date, chunk: str) -> list[Chunk]:
@@ -125,6 +127,7 @@ def backfill(
             [result] = ingest_sources([source], settings, run_id=run_id())
         summary.chunks_loaded.append(window.window())
         summary.rows += result.total_rows
+        summary.kept_out += sum(result.erased.values())
         checkpoint = BackfillCheckpoint(
             summary.backfill_id, source, window.start, window.end, result.total_rows, run_id(), now()
         )

@@ -212,9 +212,10 @@ def backfill(
         _fail(exc.summary.error or "rebuilding the marts failed")
     except (ConfigError, SourceError) as exc:
         _fail(str(exc))
+    kept_out = f"; {summary.kept_out:,} rows of forgotten people kept out" if summary.kept_out else ""
     console.print(
         f"backfill {summary.backfill_id}: {len(summary.chunks_loaded)} chunks loaded "
-        f"({summary.rows:,} rows), {len(summary.chunks_skipped)} already done"
+        f"({summary.rows:,} rows), {len(summary.chunks_skipped)} already done{kept_out}"
     )
 
 

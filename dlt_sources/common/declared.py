@@ -4,7 +4,9 @@ Why shared: both families find their files, validate every one up front (a typo 
 ``elt --help``-time, not a scheduled run at night) and hand out one registry record
 (``SourceSpec``) per source name, resolving secrets only when its factory is called. Both
 read the same optional keys for operations: ``schedule`` (cron, UTC, of the source's own
-deployment) and ``freshness`` (``default`` and per-table SLAs such as ``6h``).
+deployment), ``freshness`` (``default`` and per-table SLAs such as ``6h``) and ``privacy``
+(per table: ``erasure: delete|redact``, ``columns: {<column>: {pii: email, subject: email,
+field: <JSON field>}}``, ``mentions: [<JSON column>]``; dlt_sources/common/privacy.py).
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ from typing import Any, Protocol
 import yaml
 
 from dlt_sources.common.lineage import Origin
+from dlt_sources.common.privacy import DELETE, SourcePrivacy, TablePrivacy, pii, subject
 from dlt_sources.errors import SourceError
 from dlt_sources.spec import FreshnessSla, SourceSpec, parse_duration
 
-OPERATIONS_KEYS = frozenset({"schedule", "freshness"})
+OPERATIONS_KEYS = frozenset({"schedule", "freshness", "privacy"})
 _FRESHNESS_KEYS = frozenset({"default", "tables"})
+_PRIVACY_KEYS = frozenset({"erasure", "columns", "mentions"})
+_PRIVACY_COLUMN_KEYS = frozenset({"pii", "subject", "field"})
 
 
 class _Declared(Protocol):
     name: str
     schedule: str | None
     freshness: FreshnessSla | None
+    privacy: SourcePrivacy
 
     @property
     def table_names(self) -> tuple[str, ...]: ...
@@ -53,13 +59,43 @@ def read_declaration(path: Path, error: type[Exception]) -> Any:
 
 def read_operations(
     document: dict[str, Any], path: Path, error: type[Exception]
-) -> tuple[str | None, FreshnessSla | None]:
-    """The optional ``schedule`` and ``freshness`` of a declaration, validated."""
+) -> tuple[str | None, FreshnessSla | None, SourcePrivacy]:
+    """The optional ``schedule``, ``freshness`` and ``privacy`` of a declaration, validated."""
     schedule = document.get("schedule")
     if schedule is not None and not isinstance(schedule, str):
         raise error(f'{path}: `schedule` must be a cron string such as "0 * * * *" (UTC)')
     freshness = document.get("freshness")
-    return schedule, None if freshness is None else read_freshness(freshness, f"{path}: freshness", error)
+    return (
+        schedule,
+        None if freshness is None else read_freshness(freshness, f"{path}: freshness", error),
+        read_privacy(document.get("privacy") or {}, f"{path}: privacy", error),
+    )
+
+
+def read_privacy(value: Any, where: str, error: type[Exception]) -> SourcePrivacy:
+    """``{<table>: {erasure, columns, mentions}}`` as the source's privacy declaration."""
+    if not isinstance(value, dict):
+        raise error(f"{where} must map table names to `erasure`, `columns` and `mentions`")
+    declared = {}
+    for table, spec in value.items():
+        if not isinstance(spec, dict) or not set(spec) <= _PRIVACY_KEYS:
+            raise error(f"{where}.{table} must be a mapping with `erasure`, `columns` and/or `mentions`")
+        hints = {}
+        for column, keys in (spec.get("columns") or {}).items():
+            if not isinstance(keys, dict) or not set(keys) <= _PRIVACY_COLUMN_KEYS:
+                raise error(
+                    f"{where}.{table}.columns.{column} must be a mapping with `pii`, `subject`, `field`"
+                )
+            hints[column] = (pii(keys["pii"]) if keys.get("pii") else {}) | (
+                subject(keys["subject"], keys.get("field")) if keys.get("subject") else {}
+            )
+        try:
+            declared[table] = TablePrivacy.from_hints(
+                hints, spec.get("erasure", DELETE), spec.get("mentions") or ()
+            )
+        except ValueError as exc:
+            raise error(f"{where}.{table}: {exc}") from None
+    return declared
 
 
 def read_freshness(value: Any, where: str, error: type[Exception]) -> FreshnessSla:
@@ -111,6 +147,7 @@ def declared_in(
                 tables=config.table_names,
                 schedule=config.schedule,
                 freshness=config.freshness,
+                privacy=config.privacy,
                 origin=_header_comment(path) or f"declared in {path.name}",
                 lineage=partial(lineage_of, config),
             )

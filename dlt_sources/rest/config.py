@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dlt_sources.common.declared import NAME_RE, OPERATIONS_KEYS, read_declaration, read_operations
+from dlt_sources.common.privacy import SourcePrivacy
 from dlt_sources.common.schema_policy import POLICIES
 from dlt_sources.errors import SourceError
 from dlt_sources.spec import FreshnessSla
@@ -98,6 +99,8 @@ class RestSourceConfig:
     schema_policy: str = "evolve"
     schedule: str | None = None
     freshness: FreshnessSla | None = None
+    # where its tables hold people (dlt_sources/common/privacy.py)
+    privacy: SourcePrivacy = field(default_factory=dict)
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -140,7 +143,7 @@ def parse(raw: Any, path: Path) -> RestSourceConfig:
     policy = doc.get("schema_policy", "evolve")
     if policy not in POLICIES:
         raise v.error("schema_policy", f"must be one of {', '.join(POLICIES)}, got {policy!r}")
-    schedule, freshness = read_operations(doc, path, RestConfigError)
+    schedule, freshness, privacy = read_operations(doc, path, RestConfigError)
     return RestSourceConfig(
         name=path.stem,
         file=path,
@@ -149,6 +152,7 @@ def parse(raw: Any, path: Path) -> RestSourceConfig:
         schema_policy=policy,
         schedule=schedule,
         freshness=freshness,
+        privacy=privacy,
     )
 
 

@@ -9,11 +9,12 @@ field, before anything connects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dlt_sources.common.declared import OPERATIONS_KEYS, read_declaration, read_operations
+from dlt_sources.common.privacy import SourcePrivacy
 from dlt_sources.errors import SourceError
 from dlt_sources.rest.config import PLACEHOLDER_RE
 from dlt_sources.spec import FreshnessSla
@@ -81,6 +82,8 @@ class DatabaseConfig:
     backend: str = "auto"
     schedule: str | None = None
     freshness: FreshnessSla | None = None
+    # where its tables hold people (dlt_sources/common/privacy.py)
+    privacy: SourcePrivacy = field(default_factory=dict)
 
     def table(self, name: str) -> TableConfig:
         return next(table for table in self.tables if table.name == name)
@@ -121,7 +124,7 @@ def parse(raw: Any, path: Path) -> DatabaseConfig:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise SqlConfigError(f"{path}: table(s) listed twice: {', '.join(repeated)}")
-    schedule, freshness = read_operations(raw, path, SqlConfigError)
+    schedule, freshness, privacy = read_operations(raw, path, SqlConfigError)
     return DatabaseConfig(
         name=path.stem,
         file=path,
@@ -131,6 +134,7 @@ def parse(raw: Any, path: Path) -> DatabaseConfig:
         backend=backend,
         schedule=schedule,
         freshness=freshness,
+        privacy=privacy,
     )
 
 

@@ -99,6 +99,54 @@ def test_a_backfill_twice_equals_once_and_resumes_after_a_stop(warehouse: Path, 
     assert fingerprint(warehouse) == after_once
 
 
+def test_a_backfill_keeps_a_forgotten_person_out_and_counts_them(
+    warehouse: Path, pgtest_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect import flow
+
+    from flows.config import load_settings
+
+    # GIVEN items bought by people, the buyer's email declared personal (items are kept, redacted)
+    execute(pgtest_dsn, "alter table items add column buyer_email text")
+    execute(pgtest_dsn, "update items set buyer_email = 'buyer' || (id % 5) || '@example.com'")
+    folder = warehouse.parent / "sql_sources"
+    write_config(folder, INCREMENTAL_ITEMS + BUYERS_ARE_PEOPLE)
+    monkeypatch.setitem(SOURCES, SOURCE, declared_databases(folder)[SOURCE])
+
+    @flow(name="first-load")
+    def first_load() -> None:
+        ingest_sources([SOURCE], load_settings(), run_id="first-load")
+
+    first_load()
+    assert buyers(warehouse) == {f"buyer{i}@example.com": DAYS * 30 // 5 for i in range(5)}
+    # WHEN one buyer is forgotten
+    forgotten = CliRunner().invoke(app, ["privacy", "forget", "--subject", "email:Buyer3@example.com"])
+    assert forgotten.exit_code == 0, forgotten.output
+    # THEN their items stay, without them
+    assert buyers(warehouse) == {f"buyer{i}@example.com": 60 for i in (0, 1, 2, 4)} | {None: 60}
+    # WHEN a window is backfilled from the source, which still has them
+    summary = backfill(SOURCE, *WINDOW)
+    # THEN the backfill kept them out and counted it
+    days = range((WINDOW[0] - date(2025, 1, 1)).days, (WINDOW[1] - date(2025, 1, 1)).days)
+    assert summary.kept_out == sum(1 for g in range(1, DAYS * 30 + 1) if g % DAYS in days and g % 5 == 3)
+    assert buyers(warehouse) == {f"buyer{i}@example.com": 60 for i in (0, 1, 2, 4)} | {None: 60}
+
+
+BUYERS_ARE_PEOPLE = """
+privacy:
+  items:
+    erasure: redact
+    columns:
+      buyer_email: {pii: email, subject: email}
+"""
+
+
+def buyers(path: Path) -> dict[str | None, int]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(f"select buyer_email, count(*) from raw_{SOURCE}.items group by 1").fetchall()
+    return dict(rows)
+
+
 def test_windows_and_unsupported_sources_are_refused_clearly(warehouse: Path) -> None:
     assert [c.window() for c in chunks(date(2025, 1, 1), date(2025, 1, 2), "10h")] == [
         "2025-01-01T00:00:00/2025-01-01T10:00:00",

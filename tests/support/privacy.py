@@ -185,6 +185,7 @@ def forget(person: Person) -> str:
     result = CliRunner().invoke(app, ["privacy", "forget", "--subject", person.subject])
     assert result.exit_code == 0, result.output
     assert "3 identifiers (1 email, 1 shop_customer, 1 stripe_customer)" in result.output
+    assert "published 4 erased marts after their contracts passed" in result.output, result.output
     return result.output
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import orjson
 import pyarrow as pa
 import pytest
@@ -199,3 +201,36 @@ def test_the_conditions_bind_every_value_and_quote_as_each_warehouse_does() -> N
         == """(contains(lower(cast("data" as varchar)), %s)) or (contains(cast("data" as varchar), %s))"""
     )
     assert parameters == ['"a@x.io"', '"7"']
+
+
+def test_a_declared_source_names_its_people_in_yaml_and_mistakes_name_the_field(tmp_path) -> None:
+    from dlt_sources.sql_database import declared_databases
+    from dlt_sources.sql_database.config import SqlConfigError
+
+    body = """
+        credentials: "{{ secrets.sources.crm.credentials }}"
+        tables:
+          - name: contacts
+            primary_key: id
+        privacy:
+          contacts:
+            erasure: redact
+            columns:
+              email: {pii: email, subject: email}
+              profile: {subject: shop_customer, field: customer_id}
+    """
+    (tmp_path / "crm.yml").write_text(textwrap.dedent(body))
+    declared = declared_databases(tmp_path)["crm"].privacy["contacts"]
+    assert declared.policy == REDACT
+    assert [(s.column, s.kind, s.json_field) for s in declared.subjects] == [
+        ("email", "email", None),
+        ("profile", "shop_customer", "customer_id"),
+    ]
+    (tmp_path / "crm.yml").write_text(textwrap.dedent(body).replace("redact", "shred"))
+    with pytest.raises(SqlConfigError, match=r"crm.yml: privacy.contacts: erasure policy 'shred' is not one"):
+        declared_databases(tmp_path)
+    (tmp_path / "crm.yml").write_text(
+        textwrap.dedent(body).replace("contacts:\n    erasure", "leads:\n    erasure")
+    )
+    with pytest.raises(SqlConfigError, match="privacy tables leads are not among its tables"):
+        declared_databases(tmp_path)

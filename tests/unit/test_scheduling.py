@@ -42,10 +42,10 @@ def test_the_longest_scopes_start_first_and_the_rest_keep_their_order() -> None:
     queue = queue_of(list(reversed(COLLECTED)))
     longest_first(queue)
     assert list(queue) == [
+        "tests/e2e/test_elt_flow.py",
         BIGQUERY_FIRST_RUN,
         SNOWFLAKE_AND_DUCKDB_FIRST_RUNS,
         "tests/integration/test_deployments.py",
-        "tests/e2e/test_elt_flow.py",
         "tests/unit/test_config.py",
         "tests/integration/test_contracts.py",
     ]
