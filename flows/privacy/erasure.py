@@ -38,7 +38,7 @@ from dlt_sources.common.privacy import Tombstones
 from flows.audit import now, record
 from flows.build_lock import build_lock
 from flows.checks import ContractsFailed
-from flows.config import Settings, load_settings
+from flows.config import ConfigError, Settings, load_settings
 from flows.gates import gate
 from flows.operations import operator
 from flows.privacy.matching import WarehouseFinds, WarehouseSession, catalog, person_where, warehouse_session
@@ -105,7 +105,11 @@ def submit(subject: Subject) -> str:
 @flow(name="privacy-forget", log_prints=False)
 def privacy_forget(request_id: str, warehouse: str | None = None) -> ErasureReport:
     """Erase the subject handed over with ``submit`` from every place of the PII map."""
-    subject = _REQUESTS.pop(request_id)
+    subject = _REQUESTS.pop(request_id, None)
+    if subject is None:  # a re-run from the Prefect UI: the person was never a parameter
+        raise ConfigError(
+            f"{request_id}: only the `elt privacy forget` that started it knows the person; run it again"
+        )
     settings = load_settings(warehouse)
     settings.export_tool_environment()
     with build_lock():
