@@ -103,8 +103,9 @@ def record_operation(args: Sequence[str]) -> None:
     if path is None or "--help" in args:
         return
     from flows.audit import now, record
-    from flows.config import ConfigError, load_settings
+    from flows.config import ConfigError, apply_runtime_environment, load_settings
 
+    apply_runtime_environment()  # before dlt is touched: telemetry off, its folders in the data dir
     try:
         settings = load_settings(_warehouse_option(args))
     except ConfigError:
