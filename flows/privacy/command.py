@@ -99,21 +99,19 @@ def privacy_forget_command(
     table.add_column("table", overflow="fold")
     for name in ("rows", "person's rows", "done"):
         table.add_column(name, justify="right" if name != "done" else "left", no_wrap=True)
-    for row in report.records:
-        if row.action != "nothing held":
-            table.add_row(
-                row.place,
-                f"{row.table_rows_before:,} → {row.table_rows_after:,}",
-                f"{row.subject_rows_before:,} → {row.subject_rows_after:,}",
-                row.action,
-            )
+    for row in report.erased_tables:
+        table.add_row(
+            row.place,
+            f"{row.table_rows_before:,} → {row.table_rows_after:,}",
+            f"{row.subject_rows_before:,} → {row.subject_rows_after:,}",
+            row.action,
+        )
     if table.rows:
         console.print(table)
     for note in report.notes:
         console.print(note, highlight=False, soft_wrap=True)
-    touched = sum(r.action != "nothing held" for r in report.records)
     outcome = (
-        f"{report.rows_erased:,} rows erased in {touched} tables"
+        f"{report.rows_erased:,} rows erased in {len(report.erased_tables)} tables"
         if report.rows_erased
         else "nothing held about this person: nothing erased"
     )

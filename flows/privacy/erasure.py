@@ -94,6 +94,11 @@ class ErasureReport:
     def complete(self) -> bool:
         return all(r.subject_rows_after == 0 for r in self.records)
 
+    @property
+    def erased_tables(self) -> list[ErasureRecord]:
+        """The tables that held the person (and were erased)."""
+        return [r for r in self.records if r.action != NOTHING]
+
 
 def submit(subject: Subject) -> str:
     """Hand the subject to this process's next ``privacy_forget`` run; its request id."""
@@ -171,7 +176,9 @@ def erase(settings: Settings, subject: Subject, request_id: str) -> ErasureRepor
     record(settings, "erasures", report.records)
     _shorten_time_travel(settings, [p for p in places if before[p.name][1]], report)
     settings.warehouse.compact(settings)
-    log.info("request %s: %d rows erased in %d tables", request_id, report.rows_erased, _touched(report))
+    log.info(
+        "request %s: %d rows erased in %d tables", request_id, report.rows_erased, len(report.erased_tables)
+    )
     return report
 
 
@@ -191,10 +198,6 @@ def _shorten_time_travel(settings: Settings, touched: list[Place], report: Erasu
 
 def _merged(first: Identifiers, second: Identifiers) -> Identifiers:
     return {kind: first.get(kind, set()) | second.get(kind, set()) for kind in {*first, *second}}
-
-
-def _touched(report: ErasureReport) -> int:
-    return sum(r.action != NOTHING for r in report.records)
 
 
 def _counts(
